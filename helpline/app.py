@@ -1,0 +1,100 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TypedDict
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+
+from helpline.core.bus import create_bus
+from helpline.core.clock import Clock, SystemClock
+from helpline.core.config import Settings
+from helpline.core.crypto import Keyring, MasterKeys, ensure_signing_key
+from helpline.core.db import Database
+from helpline.core.http import (
+    EXCEPTION_HANDLERS,
+    AccessLogMiddleware,
+    Authenticator,
+    SecurityHeadersMiddleware,
+    check_access_rules,
+)
+from helpline.core.migrate import require_current_schema
+from helpline.core.outbox import OutboxWorker
+from helpline.core.ratelimit import RateLimiter
+from helpline.core.routes import core_routes
+from helpline.core.scheduler import Scheduler
+from helpline.core.services import Services
+
+
+class State(TypedDict):
+    services: Services
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
+    """Build the app. Invalid keys or a route without an access rule fail here, at start."""
+    master = MasterKeys.from_settings(settings)
+    clock = clock or SystemClock()
+    routes: list[BaseRoute] = [*core_routes()]
+    check_access_rules(routes)
+    authenticators: dict[str, Authenticator] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        db = Database(settings.database_url)
+        bus = create_bus(settings.redis_url)
+        try:
+            await require_current_schema(db)
+            async with db.transaction() as session:
+                signer = await ensure_signing_key(session, master, clock)
+            await bus.start()
+            keyring = Keyring(master, clock)
+            found = Services(
+                settings=settings,
+                clock=clock,
+                db=db,
+                keyring=keyring,
+                signer=signer,
+                bus=bus,
+                limiter=RateLimiter(settings.redis_url),
+                outbox=OutboxWorker(
+                    db,
+                    keyring,
+                    clock,
+                    max_attempts=settings.outbox_max_attempts,
+                    lease_seconds=settings.outbox_lease_seconds,
+                    poll_seconds=settings.worker_poll_seconds,
+                ),
+                scheduler=Scheduler(db, clock, poll_seconds=settings.worker_poll_seconds),
+            )
+            tasks: list[asyncio.Task[None]] = []
+            if settings.run_workers:
+                tasks.append(asyncio.create_task(found.outbox.run_forever(), name="outbox"))
+                tasks.append(asyncio.create_task(found.scheduler.run_forever(), name="scheduler"))
+            try:
+                yield {"services": found}
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        finally:
+            await bus.stop()
+            await db.dispose()
+
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(AccessLogMiddleware),
+            Middleware(SecurityHeadersMiddleware, https=settings.is_https),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.authenticators = authenticators
+    return app

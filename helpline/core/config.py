@@ -1,0 +1,204 @@
+"""Settings, read once from `HELPLINE_*` environment variables.
+
+A bad or missing value stops the process with one line that names the variable and says what is
+wrong (`ConfigError`). Secrets are `SecretStr`, and URLs that may carry a password are masked in
+`repr()`, so a settings object can be logged safely.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+ENV_PREFIX = "HELPLINE_"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; `str()` is one line naming the variable."""
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by `***`."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a database-style URL: mask everything after the scheme
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***" if rest else "***"
+
+
+class Settings(BaseSettings):
+    """Every setting of a Helpline instance. The README's configuration table lists them all."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True, frozen=True
+    )
+
+    # --- storage
+    data_dir: Path = Field(
+        default=Path("./var"),
+        description="Directory for the SQLite file, the key file and evidence blobs.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL. Empty: SQLite file `helpline.db` in the data directory. "
+        "Production: `postgresql+asyncpg://user:pass@host/db`.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL for the bus and rate limits across instances, "
+        "e.g. `redis://127.0.0.1:6379/0`. Empty: in-process bus and memory rate limits.",
+    )
+    # --- keys
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Master key(s) (KEK): base64 of 32 bytes; several separated by commas, the "
+        "first one current (used while rotating). Takes precedence over the key file.",
+    )
+    master_key_file: Path | None = Field(
+        default=None,
+        description="Key file written by `helpline keys init`. Empty: `master.key` in the data "
+        "directory.",
+    )
+    # --- web
+    base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Public base URL; `https://` turns on HSTS and secure cookies.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of the structured (JSON) logs."
+    )
+    # --- e-mail in
+    smtp_in_host: str = Field(default="127.0.0.1", description="Inbound SMTP listen address.")
+    smtp_in_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Inbound SMTP listen port; 0 disables inbound mail in `helpline serve`.",
+    )
+    helpline_addresses: str = Field(
+        default="",
+        description="Comma-separated addresses that inbound mail is accepted for.",
+    )
+    # --- e-mail out
+    smtp_out_host: str = Field(default="", description="Outbound SMTP relay; empty: no mail out.")
+    smtp_out_port: int = Field(default=587, ge=1, le=65535, description="Outbound SMTP port.")
+    smtp_out_security: Literal["none", "starttls", "tls"] = Field(
+        default="starttls", description="`none`, `starttls` or `tls` (implicit TLS)."
+    )
+    smtp_out_username: str | None = Field(default=None, description="SMTP relay user name.")
+    smtp_out_password: SecretStr | None = Field(default=None, description="SMTP relay password.")
+    mail_from: str = Field(
+        default="helpline@localhost", description="Sender address of outgoing mail."
+    )
+    # --- retention (days, counted from case closure or last activity)
+    retention_messages_days: int = Field(default=90, ge=1, description="Chat and e-mail messages.")
+    retention_evidence_days: int = Field(default=365, ge=1, description="Evidence files.")
+    retention_callback_days: int = Field(default=7, ge=1, description="Callback phone numbers.")
+    retention_notices_days: int = Field(default=730, ge=1, description="Removal notices.")
+    retention_handover_days: int = Field(default=30, ge=1, description="Handover packets.")
+    retention_quarantine_days: int = Field(default=30, ge=1, description="Quarantined e-mail.")
+    retention_audit_days: int = Field(default=2555, ge=1, description="Audit log entries.")
+    # --- service levels
+    sla_first_response_minutes: int = Field(
+        default=15, ge=1, description="First-response target for a new contact (normal priority)."
+    )
+    sla_next_response_minutes: int = Field(
+        default=30, ge=1, description="Next-response target in an ongoing contact."
+    )
+    sla_notice_hours: int = Field(
+        default=24, ge=1, description="Default time a platform has to act on a notice."
+    )
+    # --- background work
+    outbox_max_attempts: int = Field(
+        default=8, ge=1, description="Delivery attempts before an outbox entry is dead-lettered."
+    )
+    outbox_lease_seconds: int = Field(
+        default=60, ge=1, description="How long a worker owns an entry it is delivering."
+    )
+    worker_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the outbox worker and scheduler look for work."
+    )
+    run_workers: bool = Field(
+        default=True, description="Run the outbox worker and scheduler inside the app process."
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            if value.startswith(("postgresql://", "postgres://")):
+                return "postgresql+asyncpg://" + value.split("://", 1)[1]
+            raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("helpline_addresses")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        for address in filter(None, (a.strip() for a in value.split(","))):
+            if address.count("@") != 1:
+                raise ValueError(f"{address!r} is not an e-mail address")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_from_data_dir(self) -> Settings:
+        # frozen model: fill derived defaults through object.__setattr__
+        if not self.database_url:
+            db = (self.data_dir / "helpline.db").as_posix()
+            object.__setattr__(self, "database_url", f"sqlite+aiosqlite:///{db}")
+        if self.master_key_file is None:
+            object.__setattr__(self, "master_key_file", self.data_dir / "master.key")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    @property
+    def inbound_addresses(self) -> list[str]:
+        return [a.strip().lower() for a in self.helpline_addresses.split(",") if a.strip()]
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name in ("database_url", "redis_url") and value:
+                value = mask_url(value)
+            yield name, value
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; raise `ConfigError` with one clear line if invalid."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{env_name(field)}: {message}{more}") from None

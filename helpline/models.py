@@ -1,0 +1,8 @@
+"""Every table of the app, for migrations and tests (the metadata must be complete)."""
+
+from __future__ import annotations
+
+
+def import_all_models() -> None:
+    import helpline.core.models  # noqa: F401
+    import helpline.staff.models  # noqa: F401
