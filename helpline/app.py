@@ -1,4 +1,4 @@
-"""The application factory."""
+"""The application factory, and the services both the app and a bare worker run on."""
 
 from __future__ import annotations
 
@@ -35,6 +35,54 @@ class State(TypedDict):
     services: Services
 
 
+@contextlib.asynccontextmanager
+async def running_services(
+    settings: Settings, master: MasterKeys, clock: Clock, *, workers: bool
+) -> AsyncIterator[Services]:
+    """Connect to the database and bus, and (if `workers`) run the outbox worker and the
+    scheduler, until the block ends."""
+    db = Database(settings.database_url)
+    bus = create_bus(settings.redis_url)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await require_current_schema(db)
+        async with db.transaction() as session:
+            signer = await ensure_signing_key(session, master, clock)
+        await bus.start()
+        keyring = Keyring(master, clock)
+        services = Services(
+            settings=settings,
+            clock=clock,
+            db=db,
+            keyring=keyring,
+            signer=signer,
+            bus=bus,
+            limiter=RateLimiter(settings.redis_url),
+            outbox=OutboxWorker(
+                db,
+                keyring,
+                clock,
+                max_attempts=settings.outbox_max_attempts,
+                lease_seconds=settings.outbox_lease_seconds,
+                poll_seconds=settings.worker_poll_seconds,
+            ),
+            scheduler=Scheduler(db, clock, poll_seconds=settings.worker_poll_seconds),
+        )
+        # domain packages register their outbox handlers and periodic jobs here
+        if workers:
+            tasks.append(asyncio.create_task(services.outbox.run_forever(), name="outbox"))
+            tasks.append(asyncio.create_task(services.scheduler.run_forever(), name="scheduler"))
+        yield services
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await bus.stop()
+        await db.dispose()
+
+
 def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
     """Build the app. Invalid keys or a route without an access rule fail here, at start."""
     master = MasterKeys.from_settings(settings)
@@ -45,47 +93,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        db = Database(settings.database_url)
-        bus = create_bus(settings.redis_url)
-        try:
-            await require_current_schema(db)
-            async with db.transaction() as session:
-                signer = await ensure_signing_key(session, master, clock)
-            await bus.start()
-            keyring = Keyring(master, clock)
-            found = Services(
-                settings=settings,
-                clock=clock,
-                db=db,
-                keyring=keyring,
-                signer=signer,
-                bus=bus,
-                limiter=RateLimiter(settings.redis_url),
-                outbox=OutboxWorker(
-                    db,
-                    keyring,
-                    clock,
-                    max_attempts=settings.outbox_max_attempts,
-                    lease_seconds=settings.outbox_lease_seconds,
-                    poll_seconds=settings.worker_poll_seconds,
-                ),
-                scheduler=Scheduler(db, clock, poll_seconds=settings.worker_poll_seconds),
-            )
-            tasks: list[asyncio.Task[None]] = []
-            if settings.run_workers:
-                tasks.append(asyncio.create_task(found.outbox.run_forever(), name="outbox"))
-                tasks.append(asyncio.create_task(found.scheduler.run_forever(), name="scheduler"))
-            try:
-                yield {"services": found}
-            finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-        finally:
-            await bus.stop()
-            await db.dispose()
+        async with running_services(
+            settings, master, clock, workers=settings.run_workers
+        ) as services:
+            yield {"services": services}
 
     app = Starlette(
         routes=routes,

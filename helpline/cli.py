@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging.config
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import click
 
+from helpline.app import running_services
 from helpline.core.audit import count_lines, verify
 from helpline.core.clock import SystemClock
 from helpline.core.config import ConfigError, Settings, load_settings
@@ -26,7 +29,13 @@ from helpline.core.crypto import (
 from helpline.core.db import Database
 from helpline.core.errors import HelplineError
 from helpline.core.logs import logging_config
-from helpline.core.migrate import current_revision, head_revision, require_current_schema, upgrade
+from helpline.core.migrate import (
+    NotMigrated,
+    current_revision,
+    head_revision,
+    require_current_schema,
+    upgrade,
+)
 from helpline.core.outbox import DEAD, entries_by_status, retry_dead
 from helpline.staff.accounts import create_staff, find_staff
 from helpline.staff.models import Role
@@ -115,9 +124,33 @@ def serve(host: str, port: int, workers: int) -> None:
 
     try:
         run(_with_db(settings, check))
-    except RuntimeError as exc:
+    except NotMigrated as exc:
         fail(str(exc))
     _serve(settings, host, port, workers)
+
+
+@main.command()
+@handle_errors
+def worker() -> None:
+    """Run only the outbox worker and the scheduler, without serving HTTP (for deployments
+    that keep background work apart; set HELPLINE_RUN_WORKERS=false on the web instances)."""
+    settings = load_settings()
+    master = MasterKeys.from_settings(settings)
+    logging.config.dictConfig(logging_config(settings.log_level))
+
+    async def work() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with running_services(settings, master, SystemClock(), workers=True):
+            click.echo("worker running; stop with Ctrl-C")
+            await stop.wait()
+
+    try:
+        run(work())
+    except NotMigrated as exc:
+        fail(str(exc))
 
 
 async def _migrate(db: Database, master: MasterKeys | None) -> tuple[str | None, str | None]:
@@ -296,7 +329,7 @@ def keys_rotate(retire: bool) -> None:
 
 @main.group()
 def staff() -> None:
-    """Staff accounts."""
+    """Staff accounts: agents, supervisors and admins."""
 
 
 @staff.command("add")
@@ -336,7 +369,7 @@ def staff_add(username: str, role: str, display_name: str | None) -> None:
 
 @main.group()
 def audit() -> None:
-    """The audit log."""
+    """The tamper-evident audit log."""
 
 
 @audit.command("verify")
@@ -401,3 +434,7 @@ def outbox_retry(entry_id: str) -> None:
 
     run(_with_db(settings, retry))
     click.echo(f"{entry_id} queued again")
+
+
+if __name__ == "__main__":
+    main()

@@ -84,13 +84,17 @@ async def _reset_postgresql(url: str) -> None:
     db = Database(url)
     async with db.engine.begin() as connection:
         tables = (
-            await connection.execute(
-                text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename <> 'alembic_version'"
+            (
+                await connection.execute(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                        "AND tablename <> 'alembic_version'"
+                    )
                 )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         await connection.execute(text(f"TRUNCATE {', '.join(tables)}"))
         await connection.execute(
             text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :genesis)"),

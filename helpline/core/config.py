@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # --- web
     base_url: str = Field(
         default="http://127.0.0.1:8000",
-        description="Public base URL; `https://` turns on HSTS and secure cookies.",
+        description="Public base URL; `https://` turns on HSTS.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the structured (JSON) logs."
@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         le=65535,
         description="Inbound SMTP listen port; 0 disables inbound mail in `helpline serve`.",
     )
-    helpline_addresses: str = Field(
+    inbound_addresses: str = Field(
         default="",
         description="Comma-separated addresses that inbound mail is accepted for.",
     )
@@ -151,7 +151,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
-    @field_validator("helpline_addresses")
+    @field_validator("inbound_addresses")
     @classmethod
     def _addresses(cls, value: str) -> str:
         for address in filter(None, (a.strip() for a in value.split(","))):
@@ -178,8 +178,8 @@ class Settings(BaseSettings):
         return self.base_url.startswith("https://")
 
     @property
-    def inbound_addresses(self) -> list[str]:
-        return [a.strip().lower() for a in self.helpline_addresses.split(",") if a.strip()]
+    def inbound_address_list(self) -> list[str]:
+        return [a.strip().lower() for a in self.inbound_addresses.split(",") if a.strip()]
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():

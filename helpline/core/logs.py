@@ -50,6 +50,7 @@ class ScrubClientAddress(logging.Filter):
 def logging_config(level: str = "INFO") -> dict[str, Any]:
     """A `logging.config.dictConfig` for the app and uvicorn (uvicorn's access log is off:
     `AccessLogMiddleware` writes one without the client address)."""
+    server_level = "INFO" if level == "DEBUG" else level
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -65,8 +66,10 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
         },
         "loggers": {
             "helpline": {"handlers": ["stderr"], "level": level, "propagate": False},
-            "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
-            "uvicorn.error": {"level": level},
+            # never below INFO: uvicorn's and websockets' debug lines quote request headers
+            "uvicorn": {"handlers": ["stderr"], "level": server_level, "propagate": False},
+            "uvicorn.error": {"level": server_level},
+            "websockets": {"handlers": ["stderr"], "level": server_level, "propagate": False},
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
         },
     }

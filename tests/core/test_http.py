@@ -105,21 +105,25 @@ async def test_authenticated_route_refuses_without_credentials(app: Any) -> None
         app.state.authenticators["staff"] = as_agent
         assert (await client.get("/secret")).status_code == 401
         assert (await client.get("/secret", headers={"x-test": "agent"})).status_code == 403
-        assert (await client.get("/secret", headers={"x-test": "admin"})).json() == {
-            "secret": True
-        }
+        assert (await client.get("/secret", headers={"x-test": "admin"})).json() == {"secret": True}
 
 
-async def test_published_key_verifies_a_signed_document(app: Any, client: httpx.AsyncClient) -> None:
+async def test_published_key_verifies_a_signed_document(
+    app: Any, client: httpx.AsyncClient
+) -> None:
     document = {"notice": "n-1", "urls": ["https://platform.example/p/1"]}
     signature = services_of(app).signer.sign_document(document)
     keys = (await client.get("/.well-known/helpline-keys.json")).json()["keys"]
     [key] = [k for k in keys if k["kid"] == signature["kid"]]
     assert key["status"] == "current" and key["crv"] == "Ed25519"
     public = _b64url_decode(key["x"])
-    assert verify_signature(public, canonical_json(document), _b64url_decode(signature["signature"]))
+    assert verify_signature(
+        public, canonical_json(document), _b64url_decode(signature["signature"])
+    )
     tampered = dict(document, urls=["https://platform.example/p/2"])
-    assert not verify_signature(public, canonical_json(tampered), _b64url_decode(signature["signature"]))
+    assert not verify_signature(
+        public, canonical_json(tampered), _b64url_decode(signature["signature"])
+    )
 
 
 def services_of(app: Any) -> Any:
