@@ -25,9 +25,10 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import col
 
 from helpline.core.clock import Clock
-from helpline.core.crypto import DecryptionError, Keyring
+from helpline.core.crypto import DecryptionError, Keyring, KeyShredded
 from helpline.core.db import Database
 from helpline.core.errors import Conflict, NotFound
 from helpline.core.ids import new_id
@@ -93,7 +94,7 @@ async def enqueue(
 
 def backoff(attempt: int, *, base: float, cap: float) -> float:
     """Seconds to wait after the `attempt`-th failure: exponential, with half of it jittered."""
-    ceiling = min(cap, base * 2 ** (attempt - 1))
+    ceiling = min(cap, base * 2.0 ** (attempt - 1))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
@@ -136,8 +137,8 @@ class OutboxWorker:
 
     def _claimable(self, now: datetime) -> ColumnElement[bool]:
         return or_(
-            and_(OutboxEntry.status == PENDING, OutboxEntry.next_attempt_at <= now),  # type: ignore[arg-type]
-            and_(OutboxEntry.status == DELIVERING, OutboxEntry.lease_until < now),  # type: ignore[arg-type,operator]
+            and_(col(OutboxEntry.status) == PENDING, col(OutboxEntry.next_attempt_at) <= now),
+            and_(col(OutboxEntry.status) == DELIVERING, col(OutboxEntry.lease_until) < now),
         )
 
     async def claim(self) -> list[OutboxEntry]:
@@ -145,9 +146,9 @@ class OutboxWorker:
         now = self.clock.now()
         async with self.db.transaction() as session:
             query = (
-                select(OutboxEntry.id)
+                select(col(OutboxEntry.id))
                 .where(self._claimable(now))
-                .order_by(OutboxEntry.next_attempt_at)  # type: ignore[arg-type]
+                .order_by(col(OutboxEntry.next_attempt_at))
                 .limit(self.batch_size)
             )
             if self.db.is_postgresql:
@@ -157,12 +158,12 @@ class OutboxWorker:
             for entry_id in ids:
                 result = await session.execute(
                     update(OutboxEntry)
-                    .where(OutboxEntry.id == entry_id, self._claimable(now))  # type: ignore[arg-type]
+                    .where(col(OutboxEntry.id) == entry_id, self._claimable(now))
                     .values(
                         status=DELIVERING,
                         lease_owner=self.owner,
                         lease_until=now + self.lease,
-                        attempts=OutboxEntry.attempts + 1,
+                        attempts=col(OutboxEntry.attempts) + 1,
                         updated_at=now,
                     )
                 )
@@ -181,10 +182,19 @@ class OutboxWorker:
 
     async def deliver(self, entry: OutboxEntry) -> str:
         """Deliver one claimed entry; returns its new status."""
+        if entry.attempts > self.max_attempts:
+            # The earlier attempts ended with no outcome: their workers died or lost the lease.
+            # An entry whose delivery kills its worker must not be retried forever.
+            return await self._finish(
+                entry, DEAD, f"no outcome after {self.max_attempts} attempts (worker lost)"
+            )
         try:
             payload = await self._payload(entry)
-        except DecryptionError:
+        except KeyShredded:
             return await self._finish(entry, DEAD, "its data key was deleted (case shredded)")
+        except DecryptionError:
+            # a master key missing on this instance, or altered data: worth a few more tries
+            return await self._failed(entry, DeliveryError("the payload does not decrypt"))
         handler = self.handlers.get(entry.kind)
         if handler is None:
             return await self._failed(entry, DeliveryError(f"no handler for kind {entry.kind!r}"))
@@ -244,7 +254,7 @@ class OutboxWorker:
         async with self.db.transaction() as session:
             result = await session.execute(
                 update(OutboxEntry)
-                .where(OutboxEntry.id == entry.id, OutboxEntry.lease_owner == self.owner)  # type: ignore[arg-type]
+                .where(col(OutboxEntry.id) == entry.id, col(OutboxEntry.lease_owner) == self.owner)
                 .values(**values)
             )
         if not result.rowcount:  # type: ignore[attr-defined]
@@ -262,6 +272,8 @@ class OutboxWorker:
 
     async def run_forever(self) -> None:
         while True:
+            # cleared before looking for work, so a wake() that comes during the batch counts
+            self._wake.clear()
             try:
                 handled = await self.run_once()
             except asyncio.CancelledError:
@@ -270,7 +282,6 @@ class OutboxWorker:
                 log.exception("outbox worker iteration failed")
                 handled = 0
             if handled < self.batch_size:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
@@ -283,8 +294,8 @@ async def entries_by_status(
 ) -> list[OutboxEntry]:
     rows = await session.execute(
         select(OutboxEntry)
-        .where(OutboxEntry.status == status)  # type: ignore[arg-type]
-        .order_by(OutboxEntry.updated_at.desc())  # type: ignore[attr-defined]
+        .where(col(OutboxEntry.status) == status)
+        .order_by(col(OutboxEntry.updated_at).desc())
         .limit(limit)
     )
     return list(rows.scalars().all())

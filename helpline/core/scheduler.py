@@ -10,13 +10,16 @@ tests move time instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from helpline.core.clock import Clock
 from helpline.core.db import Database
@@ -34,6 +37,11 @@ class Job:
     interval: timedelta
     run: JobFunction  # receives the clock's time of this run
     lease: timedelta
+
+
+# Short, and renewed while a job runs: an instance that crashes holds a job back for at most
+# this long, however long the job's interval is.
+DEFAULT_LEASE = timedelta(minutes=2)
 
 
 class Scheduler:
@@ -56,7 +64,7 @@ class Scheduler:
     ) -> None:
         if name in self.jobs:
             raise ValueError(f"a job named {name!r} is registered already")
-        self.jobs[name] = Job(name, interval, run, lease or max(interval, timedelta(minutes=5)))
+        self.jobs[name] = Job(name, interval, run, lease or DEFAULT_LEASE)
 
     async def _ensure_rows(self) -> None:
         for job in self.jobs.values():
@@ -72,9 +80,12 @@ class Scheduler:
             result = await session.execute(
                 update(ScheduledJob)
                 .where(
-                    ScheduledJob.name == job.name,  # type: ignore[arg-type]
-                    ScheduledJob.next_run_at <= now,  # type: ignore[arg-type]
-                    or_(ScheduledJob.lease_until.is_(None), ScheduledJob.lease_until < now),  # type: ignore[union-attr,operator]
+                    col(ScheduledJob.name) == job.name,
+                    col(ScheduledJob.next_run_at) <= now,
+                    or_(
+                        col(ScheduledJob.lease_until).is_(None),
+                        col(ScheduledJob.lease_until) < now,
+                    ),
                 )
                 .values(lease_owner=self.owner, lease_until=now + job.lease)
             )
@@ -84,16 +95,45 @@ class Scheduler:
         async with self.db.transaction() as session:
             await session.execute(
                 update(ScheduledJob)
-                .where(ScheduledJob.name == job.name, ScheduledJob.lease_owner == self.owner)  # type: ignore[arg-type]
+                .where(
+                    col(ScheduledJob.name) == job.name,
+                    col(ScheduledJob.lease_owner) == self.owner,
+                )
                 .values(
                     lease_owner=None,
                     lease_until=None,
                     last_run_at=started,
                     last_status=status,
                     next_run_at=started + job.interval,
-                    runs=ScheduledJob.runs + 1,
+                    runs=col(ScheduledJob.runs) + 1,
                 )
             )
+
+    async def _give_back(self, job: Job) -> None:
+        """Release the lease without counting a run: the job stays due for whoever is next."""
+        async with self.db.transaction() as session:
+            await session.execute(
+                update(ScheduledJob)
+                .where(
+                    col(ScheduledJob.name) == job.name,
+                    col(ScheduledJob.lease_owner) == self.owner,
+                )
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    async def _keep_lease(self, job: Job) -> None:
+        """Renew the lease while the job runs, so a long run is never taken over."""
+        while True:
+            await asyncio.sleep(job.lease.total_seconds() / 3)
+            async with self.db.transaction() as session:
+                await session.execute(
+                    update(ScheduledJob)
+                    .where(
+                        col(ScheduledJob.name) == job.name,
+                        col(ScheduledJob.lease_owner) == self.owner,
+                    )
+                    .values(lease_until=self.clock.now() + job.lease)
+                )
 
     async def run_due(self) -> list[str]:
         """Run every job that is due and not running elsewhere; returns the names run."""
@@ -104,13 +144,31 @@ class Scheduler:
             if not await self._take(job, now):
                 continue
             status = "ok"
+            keeper = asyncio.create_task(self._keep_lease(job))
             try:
                 await job.run(now)
             except asyncio.CancelledError:
+                # stopping (a deploy, a restart): hand the job back rather than leave it blocked
+                # until the lease runs out, which for a daily job is a day
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._give_back(job))
                 raise
-            except Exception:  # one failing job must not stop the others; it runs again later
-                log.exception("scheduled job failed", extra={"job": job.name})
+            except Exception as exc:  # one failing job must not stop the others
+                # where it failed, not what it said: the text may hold personal data (an
+                # address, a reported URL), which never goes into a log line
+                log.error(
+                    "scheduled job failed",
+                    extra={
+                        "job": job.name,
+                        "error": type(exc).__name__,
+                        "trace": "".join(traceback.format_tb(exc.__traceback__)),
+                    },
+                )
                 status = "failed"
+            finally:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
             await self._release(job, now, status)
             ran.append(job.name)
         return ran
