@@ -16,17 +16,18 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from helpline.core.clock import Clock, SystemClock
 from helpline.core.config import ConfigError, Settings
@@ -34,7 +35,9 @@ from helpline.core.models import DataKey, SigningKey
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
+TAG_BYTES = 16
 FORMAT_V1 = b"\x01"
+SEALED_MIN = len(FORMAT_V1) + NONCE_BYTES + TAG_BYTES  # an empty value, sealed
 SESSION_CACHE = "helpline.data_keys"
 
 
@@ -80,11 +83,15 @@ class MasterKeys:
     """The KEKs this process knows: one current (wraps new keys), older ones still unwrap."""
 
     current_id: str
-    keys: dict[str, bytes]
+    keys: dict[str, bytes] = field(repr=False)  # never in a log line or a traceback
     source: Path | None = None  # the key file they came from, if any
 
     @classmethod
     def from_keys(cls, keys: list[bytes], source: Path | None = None) -> MasterKeys:
+        if not keys:
+            raise ValueError("at least one master key is needed")
+        if any(len(k) != KEY_BYTES for k in keys):
+            raise ValueError(f"master keys are {KEY_BYTES} bytes")
         by_id = {kek_id_of(k): k for k in keys}
         return cls(current_id=kek_id_of(keys[0]), keys=by_id, source=source)
 
@@ -116,7 +123,7 @@ class MasterKeys:
         return self.current_id, FORMAT_V1 + nonce + sealed
 
     def unwrap(self, kek_id: str, blob: bytes, context: bytes) -> bytes:
-        if blob[:1] != FORMAT_V1:
+        if blob[:1] != FORMAT_V1 or len(blob) < SEALED_MIN:
             raise DecryptionError("unknown wrapped-key format")
         try:
             return self._aead(kek_id).decrypt(blob[1:13], blob[13:], context)
@@ -194,7 +201,7 @@ class FieldCipher:
         return FORMAT_V1 + nonce + sealed
 
     def decrypt(self, blob: bytes, *, table: str, row_id: str, field: str) -> bytes:
-        if blob[:1] != FORMAT_V1:
+        if blob[:1] != FORMAT_V1 or len(blob) < SEALED_MIN:
             raise DecryptionError("unknown ciphertext format")
         try:
             return self._aead.decrypt(blob[1:13], blob[13:], _field_context(table, row_id, field))
@@ -229,13 +236,23 @@ class Keyring:
                 raise KeyShredded(f"no data key for {scope}")
             key = os.urandom(KEY_BYTES)
             kek_id, wrapped = self.master.wrap(key, _dek_context(scope))
-            session.add(
-                DataKey(
-                    scope=scope, kek_id=kek_id, wrapped_key=wrapped, created_at=self.clock.now()
-                )
-            )
-            await session.flush()
-        else:
+            try:
+                async with session.begin_nested():
+                    session.add(
+                        DataKey(
+                            scope=scope,
+                            kek_id=kek_id,
+                            wrapped_key=wrapped,
+                            created_at=self.clock.now(),
+                        )
+                    )
+            except IntegrityError:
+                # Another transaction created this scope's key first (PostgreSQL): use theirs,
+                # or the two would encrypt the scope's data under different keys.
+                row = await session.get(DataKey, scope, populate_existing=True)
+                if row is None:
+                    raise
+        if row is not None:
             key = self.master.unwrap(row.kek_id, row.wrapped_key, _dek_context(scope))
         cipher = cache[scope] = FieldCipher(scope, key)
         return cipher
@@ -246,12 +263,12 @@ class Keyring:
     async def shred(self, session: AsyncSession, scope: str) -> bool:
         """Destroy a scope's DEK: everything encrypted under it becomes unreadable."""
         session.info.get(SESSION_CACHE, {}).pop(scope, None)
-        result = await session.execute(delete(DataKey).where(DataKey.scope == scope))  # type: ignore[arg-type]
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        result = await session.execute(delete(DataKey).where(col(DataKey.scope) == scope))
+        return bool(cast(CursorResult[Any], result).rowcount)
 
 
 async def rotate_master_key(
-    session_factory: Callable[[], Any],
+    session_factory: Callable[[], AsyncSession],
     master: MasterKeys,
     *,
     batch_size: int = 500,
@@ -266,7 +283,7 @@ async def rotate_master_key(
     async with session_factory() as session:
         total = (
             await session.execute(
-                select(func.count()).select_from(DataKey).where(DataKey.kek_id != current)  # type: ignore[arg-type]
+                select(func.count()).select_from(DataKey).where(col(DataKey.kek_id) != current)
             )
         ).scalar_one()
     done = 0
@@ -277,7 +294,10 @@ async def rotate_master_key(
             rows = (
                 (
                     await session.execute(
-                        select(DataKey).where(DataKey.kek_id != current).limit(batch_size)  # type: ignore[arg-type]
+                        select(DataKey)
+                        .where(col(DataKey.kek_id) != current)
+                        .order_by(col(DataKey.scope))
+                        .limit(batch_size)
                     )
                 )
                 .scalars()
@@ -295,9 +315,7 @@ async def rotate_master_key(
             progress(done, max(total, done))
     async with session_factory() as session:
         signing = (
-            (
-                await session.execute(select(SigningKey).where(SigningKey.kek_id != current))  # type: ignore[arg-type]
-            )
+            (await session.execute(select(SigningKey).where(col(SigningKey.kek_id) != current)))
             .scalars()
             .all()
         )
@@ -310,8 +328,8 @@ async def rotate_master_key(
 
 
 async def kek_ids_in_use(session: AsyncSession) -> set[str]:
-    data = (await session.execute(select(DataKey.kek_id).distinct())).scalars().all()
-    signing = (await session.execute(select(SigningKey.kek_id).distinct())).scalars().all()
+    data = (await session.execute(select(col(DataKey.kek_id)).distinct())).scalars().all()
+    signing = (await session.execute(select(col(SigningKey.kek_id)).distinct())).scalars().all()
     return set(data) | set(signing)
 
 
@@ -360,9 +378,11 @@ def public_jwk(kid: str, public_key: bytes, status: str) -> dict[str, str]:
 
 
 def verify_signature(public_key: bytes, data: bytes, signature: bytes) -> bool:
+    """Whether `signature` is an Ed25519 signature of `data` by `public_key`; a malformed key
+    or signature (untrusted input) is simply not valid."""
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
-    except InvalidSignature:
+    except (InvalidSignature, ValueError):
         return False
     return True
 
@@ -397,7 +417,7 @@ async def ensure_signing_key(session: AsyncSession, master: MasterKeys, clock: C
 
 async def load_signer(session: AsyncSession, master: MasterKeys) -> Signer | None:
     row = (
-        await session.execute(select(SigningKey).where(SigningKey.slot == "current"))  # type: ignore[arg-type]
+        await session.execute(select(SigningKey).where(col(SigningKey.slot) == "current"))
     ).scalar_one_or_none()
     if row is None:
         return None
@@ -406,7 +426,9 @@ async def load_signer(session: AsyncSession, master: MasterKeys) -> Signer | Non
 
 
 async def published_keys(session: AsyncSession) -> list[dict[str, str]]:
-    rows = (await session.execute(select(SigningKey).order_by(SigningKey.created_at))).scalars()  # type: ignore[arg-type]
+    rows = (
+        await session.execute(select(SigningKey).order_by(col(SigningKey.created_at)))
+    ).scalars()
     return [
         public_jwk(row.kid, row.public_key, "current" if row.slot == "current" else "retired")
         for row in rows

@@ -21,15 +21,20 @@ from helpline.core.models import ScheduledJob
 from helpline.models import import_all_models
 
 
-async def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(sqlite_url: str) -> None:
+async def test_sqlite_runs_with_wal_foreign_keys_busy_timeout_and_secure_delete(sqlite_url: str) -> None:
     db = Database(sqlite_url)
     async with db.engine.connect() as connection:
         pragma = {
             name: (await connection.execute(text(f"PRAGMA {name}"))).scalar_one()
-            for name in ("journal_mode", "foreign_keys", "busy_timeout")
+            for name in ("journal_mode", "foreign_keys", "busy_timeout", "secure_delete")
         }
     await db.dispose()
-    assert pragma == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 10_000}
+    assert pragma == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "busy_timeout": 10_000,
+        "secure_delete": 1,
+    }
 
 
 async def test_a_transaction_commits_when_the_block_ends(db: Database, clock: FrozenClock) -> None:
