@@ -43,6 +43,7 @@ async def running_services(
     scheduler, until the block ends."""
     db = Database(settings.database_url)
     bus = create_bus(settings.redis_url)
+    limiter = RateLimiter(settings.redis_url, secret=master.derive("rate-limit-keys"))
     tasks: list[asyncio.Task[None]] = []
     try:
         await require_current_schema(db)
@@ -57,7 +58,7 @@ async def running_services(
             keyring=keyring,
             signer=signer,
             bus=bus,
-            limiter=RateLimiter(settings.redis_url),
+            limiter=limiter,
             outbox=OutboxWorker(
                 db,
                 keyring,
@@ -80,6 +81,7 @@ async def running_services(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await bus.stop()
+        await limiter.aclose()
         await db.dispose()
 
 

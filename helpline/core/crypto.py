@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 from collections.abc import Callable
@@ -94,6 +95,13 @@ class MasterKeys:
             raise ValueError(f"master keys are {KEY_BYTES} bytes")
         by_id = {kek_id_of(k): k for k in keys}
         return cls(current_id=kek_id_of(keys[0]), keys=by_id, source=source)
+
+    def derive(self, purpose: str) -> bytes:
+        """A 256-bit key for one purpose (e.g. keyed hashes of rate-limit keys), derived from
+        the current master key; it changes when the master key rotates."""
+        return hmac.new(
+            self.keys[self.current_id], b"helpline/derive/v1|" + purpose.encode(), hashlib.sha256
+        ).digest()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MasterKeys:
@@ -213,7 +221,9 @@ class FieldCipher:
 
     def derive(self, purpose: str) -> bytes:
         """A sub-key of this scope's DEK for one purpose (e.g. the evidence vault's chunks)."""
-        return hashlib.sha256(b"helpline/derive/v1|" + purpose.encode() + b"|" + self._key).digest()
+        return hmac.new(
+            self._key, b"helpline/derive/v1|" + purpose.encode(), hashlib.sha256
+        ).digest()
 
 
 class Keyring:

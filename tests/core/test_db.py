@@ -21,7 +21,9 @@ from helpline.core.models import ScheduledJob
 from helpline.models import import_all_models
 
 
-async def test_sqlite_runs_with_wal_foreign_keys_busy_timeout_and_secure_delete(sqlite_url: str) -> None:
+async def test_sqlite_runs_with_wal_foreign_keys_busy_timeout_and_secure_delete(
+    sqlite_url: str,
+) -> None:
     db = Database(sqlite_url)
     async with db.engine.connect() as connection:
         pragma = {
