@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import TypedDict
 
 from starlette.applications import Starlette
@@ -29,6 +30,12 @@ from helpline.core.ratelimit import RateLimiter
 from helpline.core.routes import core_routes
 from helpline.core.scheduler import Scheduler
 from helpline.core.services import Services
+from helpline.intake.chat.routes import chat_routes, victim_authenticator
+from helpline.intake.chat.socket import chat_socket_routes
+from helpline.pages import page_routes
+from helpline.staff.auth import idle_session_purge
+from helpline.staff.console import console_routes
+from helpline.staff.routes import register_staff, staff_routes
 
 
 class State(TypedDict):
@@ -70,6 +77,9 @@ async def running_services(
             scheduler=Scheduler(db, clock, poll_seconds=settings.worker_poll_seconds),
         )
         # domain packages register their outbox handlers and periodic jobs here
+        services.scheduler.register(
+            "staff-session-purge", timedelta(minutes=10), idle_session_purge(db, settings)
+        )
         if workers:
             tasks.append(asyncio.create_task(services.outbox.run_forever(), name="outbox"))
             tasks.append(asyncio.create_task(services.scheduler.run_forever(), name="scheduler"))
@@ -89,9 +99,17 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
     """Build the app. Invalid keys or a route without an access rule fail here, at start."""
     master = MasterKeys.from_settings(settings)
     clock = clock or SystemClock()
-    routes: list[BaseRoute] = [*core_routes()]
+    routes: list[BaseRoute] = [
+        *core_routes(),
+        *chat_routes(),
+        *chat_socket_routes(),
+        *staff_routes(),
+        *console_routes(),
+        *page_routes(),
+    ]
     check_access_rules(routes)
-    authenticators: dict[str, Authenticator] = {}
+    authenticators: dict[str, Authenticator] = {"victim": victim_authenticator}
+    register_staff(authenticators)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:

@@ -227,9 +227,12 @@ def demo(host: str, port: int, no_serve: bool) -> None:
     base = f"http://{host}:{port}"
     click.echo(
         "\nHelpline demo is ready.\n"
+        f"  victims' start page:   {base}/\n"
+        f"  staff console:         {base}/console/\n"
         f"  readiness:             {base}/readyz\n"
         f"  signing keys:          {base}/.well-known/helpline-keys.json\n"
         f"  demo login (admin):    {user} / {secret}   (also in {login_file})\n"
+        "  the first console login enrols an authenticator app (TOTP) by QR code\n"
     )
     if not no_serve:
         _serve(settings, host, port, 1)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+from helpline.core.hours import OpeningHours
 
 ENV_PREFIX = "HELPLINE_"
 
@@ -70,6 +73,33 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the structured (JSON) logs."
+    )
+    # --- chat
+    opening_hours: str = Field(
+        default="mo-fr 09:00-21:00; sa 12:00-17:00",
+        description="When staff answer, in the helpline's time zone: `days hh:mm-hh:mm` "
+        "separated by `;` (days `mo`..`su`, ranges like `mo-fr`). Outside them victims can "
+        "still write and are told when staff are back.",
+    )
+    timezone: str = Field(default="Europe/Amsterdam", description="The helpline's time zone.")
+    quick_exit_url: str = Field(
+        default="https://www.weeronline.nl/",
+        description="The neutral site that Quick exit replaces the page with.",
+    )
+    staff_idle_minutes: int = Field(
+        default=30, ge=1, description="A staff session ends after this long without activity."
+    )
+    staff_max_failed_logins: int = Field(
+        default=5, ge=1, description="Failed logins in a row before a staff account is locked."
+    )
+    staff_lockout_minutes: int = Field(
+        default=15, ge=1, description="How long a staff account stays locked."
+    )
+    victim_max_failed_logins: int = Field(
+        default=5, ge=1, description="Wrong passphrases in a row before a case reference is locked."
+    )
+    victim_lockout_minutes: int = Field(
+        default=30, ge=1, description="How long a case reference stays locked."
     )
     # --- e-mail in
     smtp_in_host: str = Field(default="127.0.0.1", description="Inbound SMTP listen address.")
@@ -142,6 +172,28 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone") from None
+        return value
+
+    @model_validator(mode="after")
+    def _opening_hours(self) -> Settings:
+        try:
+            OpeningHours.parse(self.opening_hours, self.timezone)
+        except ValueError as exc:
+            # reported against the field it concerns, like a field error
+            raise ValueError(f"HELPLINE_OPENING_HOURS: {exc}") from None
+        return self
+
+    @property
+    def hours(self) -> OpeningHours:
+        return OpeningHours.parse(self.opening_hours, self.timezone)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
@@ -198,7 +250,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "?"
         message = str(error["msg"]).removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{env_name(field)}: {message}{more}") from None
+        if error["loc"]:
+            message = f"{env_name(str(error['loc'][0]))}: {message}"
+        raise ConfigError(f"{message}{more}") from None

@@ -10,8 +10,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
@@ -19,7 +20,13 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from helpline.core.errors import Forbidden, HelplineError, TooManyRequests, Unauthorized
+from helpline.core.errors import (
+    Forbidden,
+    HelplineError,
+    Invalid,
+    TooManyRequests,
+    Unauthorized,
+)
 from helpline.core.services import Services
 
 log = logging.getLogger("helpline.http")
@@ -109,13 +116,27 @@ def route(
 
     async def handle(request: Request) -> Response:
         request.state.principal = await access.authorise(request)
+        request.state.after_commit = []
         async with services(request).db.transaction() as session:
             request.state.session = session
-            return await endpoint(request)
+            response = await endpoint(request)
+        for action in request.state.after_commit:
+            await action()
+        return response
 
     result = Route(path, handle, methods=list(methods), name=name or endpoint.__name__)
     result.access = access  # type: ignore[attr-defined]
     return result
+
+
+def after_commit(request: Request, action: Callable[[], Awaitable[object]]) -> None:
+    """Run `action` once the request's transaction has committed (and not at all if it rolls
+    back): bus notifications must not tell listeners about rows they cannot read yet."""
+    request.state.after_commit.append(action)
+
+
+def publish_after_commit(request: Request, channel: str, message: dict[str, Any]) -> None:
+    after_commit(request, lambda: services(request).bus.publish(channel, message))
 
 
 def websocket_route(
@@ -147,6 +168,18 @@ def mount(path: str, app: ASGIApp, *, access: AccessRule, name: str | None = Non
     return result
 
 
+class CheckedInHandshake:
+    """For websockets whose credentials arrive in their first frame (a victim's token never
+    travels in a URL, where proxies log it): the handler must authenticate that frame before
+    it does anything else, and close the socket otherwise."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    async def authorise(self, connection: HTTPConnection) -> Principal:
+        return ANONYMOUS
+
+
 class RouteWithoutAccessRule(RuntimeError):
     pass
 
@@ -156,6 +189,28 @@ def check_access_rules(routes: Sequence[BaseRoute]) -> None:
         if getattr(item, "access", None) is None:
             where = getattr(item, "path", repr(item))
             raise RouteWithoutAccessRule(f"route {where} declares no access rule")
+
+
+# ---------------------------------------------------------------- allow-listed input
+
+
+class Schema(BaseModel):
+    """A request body: unknown fields are refused, strings are bounded."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=10_000)
+
+
+SchemaT = TypeVar("SchemaT", bound=Schema)
+
+
+async def parse_body(request: Request, schema: type[SchemaT]) -> SchemaT:
+    """The JSON body as `schema`, or `Invalid` naming the first field that is wrong."""
+    try:
+        return schema.model_validate_json(await request.body() or b"{}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise Invalid(f"{where}: {first['msg']}") from None
 
 
 # ---------------------------------------------------------------- errors in one shape

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 
 from argon2 import PasswordHasher
-from argon2.exceptions import VerificationError
+from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,13 +65,35 @@ async def create_staff(
     return staff
 
 
-async def find_staff(session: AsyncSession, username: str) -> Staff | None:
-    result = await session.execute(select(Staff).where(Staff.username == username.strip().lower()))  # type: ignore[arg-type]
+async def find_staff(
+    session: AsyncSession, username: str, *, for_update: bool = False
+) -> Staff | None:
+    """The account of a user name. `for_update` locks its row until the transaction ends
+    (PostgreSQL; SQLite's write lock is already held), so that concurrent login attempts on one
+    account are counted one after the other."""
+    query = select(Staff).where(Staff.username == username.strip().lower())  # type: ignore[arg-type]
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    result = await session.execute(query)
     return result.scalar_one_or_none()
 
 
-def verify_password(staff: Staff, password: str) -> bool:
+def verify_password(staff: Staff | None, password: str) -> bool:
+    """Check a password. For an unknown account (`None`) a dummy hash is verified instead, so
+    the answer takes as long whether or not the user name exists; it is always False."""
     try:
-        return password_hasher.verify(staff.password_hash, password)
-    except VerificationError:
+        matches = password_hasher.verify(staff.password_hash if staff else _dummy_hash(), password)
+    except (VerificationError, InvalidHashError):
         return False
+    return matches and staff is not None
+
+
+def rehash_if_needed(staff: Staff, password: str) -> None:
+    """After a successful check: upgrade the stored hash if the hasher's parameters changed."""
+    if password_hasher.check_needs_rehash(staff.password_hash):
+        staff.password_hash = password_hasher.hash(password)
+
+
+@cache
+def _dummy_hash() -> str:
+    return password_hasher.hash("no such staff member")

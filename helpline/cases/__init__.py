@@ -1,0 +1,1 @@
+"""Cases: the unit of encryption, retention, access control and audit."""

@@ -1,0 +1,1 @@
+"""The ways in: chat (websocket), e-mail, callback requests."""

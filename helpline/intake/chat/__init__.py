@@ -1,0 +1,1 @@
+"""The anonymous web chat: victims' HTTP endpoints and the chat websocket."""
