@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Awaitable, Callable
 
 import segno
 from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from helpline.core.audit import record
+from helpline.core.clock import Clock
 from helpline.core.config import Settings
+from helpline.core.crypto import Keyring
 from helpline.core.errors import HelplineError, Unauthorized
 from helpline.core.http import (
     PUBLIC,
@@ -47,6 +51,12 @@ from helpline.staff.models import LoginStage, Staff, StaffSession
 LOGIN_LIMIT = "30/minute"
 LOGIN_USER_LIMIT = "10/minute"
 CODE_LIMIT = "10/minute"
+
+# complete_login and enrol_totp: (session, clock, settings, keyring, login, code) -> (token, row)
+CodeStep = Callable[
+    [AsyncSession, Clock, Settings, Keyring, StaffSession, str],
+    Awaitable[tuple[str, StaffSession]],
+]
 
 
 class Credentials(Schema):
@@ -134,13 +144,14 @@ async def login(request: Request) -> Response:
     return response
 
 
-async def login_totp(request: Request) -> Response:
+async def _code_step(request: Request, step: CodeStep) -> Response:
+    """A TOTP code that completes the login (`complete_login` or `enrol_totp`)."""
     svc = services(request)
     body = await parse_body(request, TotpCode)
     await svc.limiter.check("staff-code", CODE_LIMIT, request.state.principal.id)
     login = await current_login(request)
     try:
-        token, _ = await complete_login(
+        token, _ = await step(
             request.state.session, svc.clock, svc.settings, svc.keyring, login, body.code
         )
     except COUNTED as exc:
@@ -148,6 +159,10 @@ async def login_totp(request: Request) -> Response:
     response = JSONResponse({"stage": LoginStage.done.value})
     set_session_cookie(response, svc.settings, token)
     return response
+
+
+async def login_totp(request: Request) -> Response:
+    return await _code_step(request, complete_login)
 
 
 async def totp_enrolment(request: Request) -> Response:
@@ -170,19 +185,7 @@ async def totp_qr(request: Request) -> Response:
 
 
 async def totp_enrol(request: Request) -> Response:
-    svc = services(request)
-    body = await parse_body(request, TotpCode)
-    await svc.limiter.check("staff-code", CODE_LIMIT, request.state.principal.id)
-    login = await current_login(request)
-    try:
-        token, _ = await enrol_totp(
-            request.state.session, svc.clock, svc.settings, svc.keyring, login, body.code
-        )
-    except COUNTED as exc:
-        return refusal(exc)
-    response = JSONResponse({"stage": LoginStage.done.value})
-    set_session_cookie(response, svc.settings, token)
-    return response
+    return await _code_step(request, enrol_totp)
 
 
 async def me(request: Request) -> Response:
