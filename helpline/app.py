@@ -30,6 +30,8 @@ from helpline.core.ratelimit import RateLimiter
 from helpline.core.routes import core_routes
 from helpline.core.scheduler import Scheduler
 from helpline.core.services import Services
+from helpline.evidence.routes import evidence_routes
+from helpline.evidence.service import orphan_sweep
 from helpline.intake.chat.routes import chat_routes, victim_authenticator
 from helpline.intake.chat.socket import chat_socket_routes
 from helpline.pages import page_routes
@@ -80,6 +82,9 @@ async def running_services(
         services.scheduler.register(
             "staff-session-purge", timedelta(minutes=10), idle_session_purge(db, settings)
         )
+        services.scheduler.register(
+            "evidence-orphan-sweep", timedelta(hours=1), orphan_sweep(services)
+        )
         if workers:
             tasks.append(asyncio.create_task(services.outbox.run_forever(), name="outbox"))
             tasks.append(asyncio.create_task(services.scheduler.run_forever(), name="scheduler"))
@@ -105,6 +110,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
         *chat_socket_routes(),
         *staff_routes(),
         *console_routes(),
+        *evidence_routes(),
         *page_routes(),
     ]
     check_access_rules(routes)

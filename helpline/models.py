@@ -6,4 +6,5 @@ from __future__ import annotations
 def import_all_models() -> None:
     import helpline.cases.models  # noqa: F401
     import helpline.core.models  # noqa: F401
+    import helpline.evidence.models  # noqa: F401
     import helpline.staff.models  # noqa: F401

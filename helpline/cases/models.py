@@ -38,6 +38,8 @@ class Case(SQLModel, table=True):
     status: str = Field(default=CaseStatus.waiting.value, max_length=16, index=True)
     language: str = Field(default="nl", max_length=8)
     topic: str | None = Field(default=None, max_length=40)  # what the victim picked, optional
+    # possibly depicts a minor: files are not stored, URLs not fetched (see DOMAIN.md)
+    possible_minor: bool = False
     passphrase_hash: str | None = Field(default=None, max_length=200)  # Argon2id
     assigned_staff_id: str | None = Field(default=None, foreign_key="staff.id", max_length=32)
     last_seq: int = 0  # sequence number of the newest message

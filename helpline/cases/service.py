@@ -179,6 +179,21 @@ async def resume(
     return case, token
 
 
+async def find_case(session: AsyncSession, reference_or_id: str) -> Case:
+    """A case by its reference (as a victim would type it) or its id."""
+    reference = normalise_reference(reference_or_id)
+    if reference is not None:
+        found = (
+            await session.execute(select(Case).where(col(Case.reference) == reference))
+        ).scalar_one_or_none()
+        if found is not None:
+            return found
+    case = await session.get(Case, reference_or_id)
+    if case is None:
+        raise NotFound("no case with that reference or id")
+    return case
+
+
 async def case_for_token(session: AsyncSession, clock: Clock, token: str) -> Case | None:
     row = await session.get(VictimSession, _token_hash(token))
     if row is None or as_utc(row.expires_at) <= clock.now():

@@ -101,6 +101,24 @@ class Settings(BaseSettings):
     victim_lockout_minutes: int = Field(
         default=30, ge=1, description="How long a case reference stays locked."
     )
+    # --- evidence
+    evidence_max_file_mb: int = Field(
+        default=200, ge=1, description="Largest evidence file accepted, in MiB."
+    )
+    evidence_max_case_mb: int = Field(
+        default=2000, ge=1, description="Most evidence one case may hold, in MiB."
+    )
+    snapshot_timeout_seconds: float = Field(
+        default=15, gt=0, description="Time limit for fetching a URL snapshot."
+    )
+    snapshot_max_mb: int = Field(default=20, ge=1, description="Largest URL snapshot, in MiB.")
+    snapshot_max_redirects: int = Field(
+        default=5, ge=0, description="Redirects a URL snapshot may follow."
+    )
+    snapshot_allow_loopback: bool = Field(
+        default=False,
+        description="Let URL snapshots reach 127.0.0.0/8 (tests only; never in production).",
+    )
     # --- e-mail in
     smtp_in_host: str = Field(default="127.0.0.1", description="Inbound SMTP listen address.")
     smtp_in_port: int = Field(

@@ -70,6 +70,9 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
             "uvicorn": {"handlers": ["stderr"], "level": server_level, "propagate": False},
             "uvicorn.error": {"level": server_level},
             "websockets": {"handlers": ["stderr"], "level": server_level, "propagate": False},
+            # their debug and info lines name the hosts and URLs of URL snapshots
+            "httpx": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+            "httpcore": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
         },
     }

@@ -43,6 +43,7 @@ def _case_json(case: Case, names: dict[str, str]) -> dict[str, object]:
         "last_activity_at": as_utc(case.last_activity_at).isoformat(),
         "assigned_to": {"id": assigned, "name": names.get(assigned, "")} if assigned else None,
         "unread": max(0, case.last_seq - case.staff_read_seq),
+        "possible_minor": case.possible_minor,
     }
 
 
@@ -55,9 +56,9 @@ async def _names(request: Request, ids: set[str]) -> dict[str, str]:
     return {row[0]: row[1] for row in rows}
 
 
-async def _own_case(request: Request) -> Case:
-    """The case in the path, if this staff member may open it."""
-    case = await request.state.session.get(Case, request.path_params["case_id"])
+async def case_for_staff(request: Request, case_id: str | None = None) -> Case:
+    """The case (by default the one in the path), if this staff member may open it."""
+    case = await request.state.session.get(Case, case_id or request.path_params["case_id"])
     if case is None:
         raise NotFound("no such case")
     principal = request.state.principal
@@ -87,7 +88,7 @@ async def claim_case(request: Request) -> Response:
 
 async def case_messages(request: Request) -> Response:
     found = services(request)
-    case = await _own_case(request)
+    case = await case_for_staff(request)
     after = request.query_params.get("after", "0")
     await record(
         request.state.session,
@@ -104,7 +105,7 @@ async def case_messages(request: Request) -> Response:
 
 
 async def end_case(request: Request) -> Response:
-    case = await _own_case(request)
+    case = await case_for_staff(request)
     by = f"staff:{request.state.principal.id}"
     await service.end(request.state.session, services(request).clock, case, by=by)
     publish_after_commit(request, service.channel(case.id), {"type": "ended", "by": "staff"})
