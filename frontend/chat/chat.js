@@ -6,6 +6,7 @@ import { initQuickExit } from '../common/quick-exit.js';
 import { getInfo } from '../common/info.js';
 import { api, errorOf } from '../common/api.js';
 import { KEYS, getItem, setItem, removeItem, getJSON, setJSON, forgetConversation } from '../common/session.js';
+import { initEvidence, refreshEvidence, resetEvidence } from './evidence.js';
 
 const TOPICS = [
   'intimate_images',
@@ -579,6 +580,7 @@ function resetChat() {
   S.backoff = BACKOFF_MIN;
   hideTyping();
   hideConfirm({ restoreFocus: false });
+  resetEvidence();
   disarmOfflineNotice();
   if (observer) observer.disconnect();
   $('messages').replaceChildren();
@@ -610,6 +612,7 @@ function openChat({ focus = true } = {}) {
   scrollToEnd();
   S.wanted = true;
   if (!S.ws) connect();
+  refreshEvidence();
 }
 
 // Forget everything about this conversation in this tab.
@@ -1028,6 +1031,7 @@ function wire() {
     if (e.key === 'Escape') hideConfirm();
   });
   $('close-chat').addEventListener('click', closeChat);
+  initEvidence({ token, onLostAccess: lostAccess });
 
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState !== 'visible' || S.view !== 'chat') return;

@@ -1,4 +1,4 @@
-// Staff HTTP: same-origin cookie session, X-CSRF-Token on every POST.
+// Staff HTTP: same-origin cookie session, X-CSRF-Token on every POST. A FormData body goes as multipart.
 export class ApiError extends Error {
   constructor(status, code, message, details) {
     super(message || code);
@@ -18,7 +18,9 @@ async function request(method, path, body) {
   const headers = { Accept: 'application/json' };
   if (method !== 'GET' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
   const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
-  if (body !== undefined) {
+  if (typeof FormData !== 'undefined' && body instanceof FormData) {
+    init.body = body; // multipart: the browser sets Content-Type with its boundary
+  } else if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }

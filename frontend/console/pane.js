@@ -4,6 +4,7 @@ import { api, ApiError } from './api.js';
 import { setT, has } from './strings.js';
 import { h, uuid, wsUrl, Backoff, confirmDialog } from './dom.js';
 import { MessageList } from './messages.js';
+import { EvidenceSection } from './evidence.js';
 
 const RETRY_MS = 4000; // re-send an unacked message after this long
 const TYPING_SEND_MS = 2000; // at most one typing frame per 2 s
@@ -74,12 +75,14 @@ export class ChatPane {
       h('label', { for: rid, class: 'sr-only', i18n: ['pane.reply_label', ref] }),
       this.reply, this.sendBtn,
       h('p', { class: 'hint', id: `pane-${n}-hint`, i18n: 'pane.reply_hint' })); // prettier-ignore
+    this.evidence = new EvidenceSection({ pane: this, me: this.me,
+      hooks: { onSessionLost: () => this.hooks.onSessionLost() } }); // prettier-ignore
     this.titleEl = h('h2', { class: 'pane-title', id: `pane-${n}-title` }, this.refEl, this.statusEl, this.unreadEl);
     this.el = h('section', { class: 'pane', 'data-case-id': this.id, 'aria-labelledby': `pane-${n}-title` },
       h('header', { class: 'pane-head' },
         h('div', { class: 'pane-head-text' }, this.titleEl, this.metaEl),
-        this.connEl, this.endBtn, this.closeBtn),
-      this.bannerEl, this.list, this.typingEl, this.form); // prettier-ignore
+        this.connEl, this.evidence.toggle, this.endBtn, this.closeBtn),
+      this.bannerEl, this.evidence.banner, this.evidence.el, this.list, this.typingEl, this.form); // prettier-ignore
     this.reply.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && !e.shiftKey && !e.altKey && !e.isComposing) {
         e.preventDefault();
@@ -91,6 +94,7 @@ export class ChatPane {
       this.sendTyping();
     });
     this.el.addEventListener('focusin', () => this.hooks.onFocus(this));
+    this.evidence.applyMinor();
     this.updateMeta();
   }
 
@@ -99,6 +103,7 @@ export class ChatPane {
     if (info.reference) this.setReference(info.reference);
     if (info.status && this.status !== 'ended') this.setStatus(info.status);
     this.updateMeta();
+    this.evidence.caseChanged(this.info);
   }
 
   updateMeta() {
@@ -118,6 +123,7 @@ export class ChatPane {
     if (!ref || ref === this.reference) return;
     this.reference = ref;
     this.refEl.textContent = ref;
+    this.evidence.relabel();
     this.hooks.onReference(this);
   }
 
@@ -306,6 +312,7 @@ export class ChatPane {
     this.setStatus(this.status || 'ended');
     this.setConn('closed');
     this.banner('pane.unauthorized');
+    this.evidence.disable('evidence.unavailable');
     this.hooks.onRefused(this);
   }
 
@@ -317,6 +324,7 @@ export class ChatPane {
     this.setStatus('ended');
     this.setConn('closed');
     this.banner('pane.deleted');
+    this.evidence.disable('evidence.deleted');
     const ws = this.ws;
     this.ws = null;
     if (ws) ws.close();
@@ -485,6 +493,7 @@ export class ChatPane {
     const ws = this.ws;
     this.ws = null;
     if (ws) ws.close(1000);
+    this.evidence.destroy();
     this.el.remove();
   }
 }
