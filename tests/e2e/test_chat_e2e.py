@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pyotp
 import pytest
+from PIL import Image, ImageDraw
 from playwright.async_api import Browser, Page, Route, expect
 
 from helpline.core.clock import SystemClock
@@ -36,6 +38,14 @@ async def server(settings_for: Any, sqlite_url: str) -> AsyncIterator[LiveServer
     )
     async with live_server(settings, port=port) as running:
         yield running
+
+
+def png() -> bytes:
+    image = Image.new("RGB", (200, 120), "white")
+    ImageDraw.Draw(image).text((10, 50), "dreigbericht", fill="black")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
 
 
 async def neutral_site(route: Route) -> None:
@@ -111,6 +121,29 @@ async def test_victim_and_staff_talk_and_the_victim_comes_back(
         # the victim sees the answer
         await expect(victim.locator("#messages .message.from-staff")).to_contain_text(ANSWER)
         assert await victim.locator("#messages img, #messages b").count() == 0
+
+        # the victim attaches a screenshot; staff see it blurred, and reveal it on purpose
+        await victim.click("#attach-button")
+        await victim.set_input_files(
+            "#evidence-file",
+            files=[{"name": "screenshot.png", "mimeType": "image/png", "buffer": png()}],
+        )
+        await expect(victim.locator("#evidence-list .evidence-item")).to_have_count(1)
+        await expect(victim.locator("#evidence-list .evidence-item")).to_contain_text(
+            "screenshot.png"
+        )
+        await pane.locator(".evidence-toggle").click()
+        item = pane.locator(".evidence-item")
+        await expect(item).to_have_count(1)
+        preview = item.locator("img.evidence-preview")
+        await expect(preview).to_have_attribute("data-blurred", "true")
+        await preview.evaluate(  # the blurred preview really loaded (an image, not an error)
+            "i => i.complete && i.naturalWidth > 0 ? true : new Promise((ok, fail) => {"
+            " i.onload = () => ok(true); i.onerror = () => fail(new Error('no preview')); })"
+        )
+        await item.locator("button.reveal").click()
+        await staff.click("#confirm-yes")
+        await expect(item.locator("img.evidence-preview[data-blurred='false']")).to_be_visible()
 
         # the victim closes the tab and comes back with reference + passphrase
         await victim.close()
