@@ -25,6 +25,7 @@ from helpline.evidence.bundle import verify_bundle
 from helpline.evidence.models import CustodyEntry, EvidenceItem
 from helpline.staff.models import Role
 from tests.conftest import TEST_MASTER_KEY
+from tests.evidence.test_imaging import png_header_only
 from tests.intake.chatkit import StaffMember, Victim
 from tests.live import LiveServer, free_port, live_server
 
@@ -124,8 +125,10 @@ async def test_a_victim_attaches_a_photo_from_the_chat(
         (b"MZ\x90\x00" + b"\x00" * 100, "photo.jpg", 422, "program"),
         (b"PK\x03\x04" + b"\x00" * 100, "photo.jpg", 422, "archive"),
         (os.urandom(3 * 1024 * 1024), "big.jpg", 413, "MiB"),
+        (png_header_only(30000, 30000), "bomb.png", 422, "too large"),
+        (b"\xff\xd8\xff\xe0" + b"JFIF<script>alert(1)</script>" + b"\x00" * 64, "p.jpg", 422, ""),
     ],
-    ids=["empty", "html", "svg", "executable", "zip", "too-large"],
+    ids=["empty", "html", "svg", "executable", "zip", "too-large", "image-bomb", "polyglot"],
 )
 async def test_bad_uploads_get_a_clear_error_and_leave_nothing(
     server: LiveServer,
