@@ -108,6 +108,8 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
         port=port,
         workers=workers,
         ws="websockets-sansio",
+        # chat frames are small: compression saves little and costs ~40 KiB per connection
+        ws_per_message_deflate=False,
         log_config=logging_config(settings.log_level),
         access_log=False,
         server_header=False,

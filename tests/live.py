@@ -51,7 +51,7 @@ async def start_server(
         app,
         host="127.0.0.1",
         port=port,
-        ws="websockets-sansio",
+        ws="websockets-sansio", ws_per_message_deflate=False,
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -28,13 +28,14 @@ from helpline.cases.receipts import (
 )
 from helpline.core.audit import record
 from helpline.core.clock import Clock, as_utc
-from helpline.core.crypto import Keyring, case_scope
+from helpline.core.crypto import FieldCipher, Keyring, case_scope
 from helpline.core.errors import Conflict, HelplineError, Invalid, NotFound, Unauthorized
 from helpline.core.ids import new_id, new_token
 
 MAX_MESSAGE_CHARS = 4000
 VICTIM_SESSION_HOURS = 12
-QUEUE_CHANNEL = "queue"
+QUEUE_CHANNEL = "queue"  # queue positions changed (a case came, was claimed, ended, left)
+ACTIVITY_CHANNEL = "activity"  # something happened in a case (a message): for the console only
 TOPICS = (
     "intimate_images",
     "sextortion",
@@ -232,6 +233,7 @@ async def post_message(
     text: str,
     client_id: str,
     staff_id: str | None = None,
+    cipher: FieldCipher | None = None,
 ) -> tuple[Message, bool]:
     """Store a message under the next sequence number of its case, encrypted. A message whose
     `client_id` the case already has is not stored again: the existing one is returned with
@@ -264,7 +266,7 @@ async def post_message(
     if seq is None:
         raise NotFound("no such case")
     message_id = new_id()
-    cipher = await keyring.cipher(session, case_scope(case_id))
+    cipher = cipher or await keyring.cipher(session, case_scope(case_id))
     message = Message(
         id=message_id,
         case_id=case_id,
@@ -291,9 +293,16 @@ async def post_message(
 
 
 async def messages_after(
-    session: AsyncSession, keyring: Keyring, case_id: str, after: int, *, limit: int = 500
+    session: AsyncSession,
+    keyring: Keyring,
+    case_id: str,
+    after: int,
+    *,
+    limit: int = 500,
+    cipher: FieldCipher | None = None,
 ) -> list[dict[str, Any]]:
-    """The case's messages with `seq > after`, decrypted, as `message` frames."""
+    """The case's messages with `seq > after`, decrypted, as `message` frames (with the
+    case's cipher if the caller holds it already)."""
     rows = (
         (
             await session.execute(
@@ -308,7 +317,7 @@ async def messages_after(
     )
     if not rows:
         return []
-    cipher = await keyring.cipher(session, case_scope(case_id), create=False)
+    cipher = cipher or await keyring.cipher(session, case_scope(case_id), create=False)
     return [
         {
             "type": "message",

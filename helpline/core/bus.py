@@ -33,9 +33,13 @@ QUEUE_SIZE = 1000
 class Subscription:
     """Messages of one channel, in the order published, for as long as the block runs."""
 
-    def __init__(self, channel: str) -> None:
+    def __init__(self, channel: str, queue: asyncio.Queue[Message] | None = None) -> None:
         self.channel = channel
-        self.queue: asyncio.Queue[Message] = asyncio.Queue(QUEUE_SIZE)
+        # several subscriptions may share one queue: a listener of many channels needs no
+        # task per channel (thousands of chat connections each listen to two or three)
+        self.queue: asyncio.Queue[Message] = (
+            queue if queue is not None else asyncio.Queue(QUEUE_SIZE)
+        )
         self.dropped = 0
 
     def deliver(self, message: Message) -> None:
@@ -65,7 +69,9 @@ class Bus(Protocol):
         A message that is not JSON raises `TypeError` (or `ValueError`), whatever the bus."""
         ...
 
-    def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
+    def subscribe(
+        self, channel: str, *, queue: asyncio.Queue[Message] | None = None
+    ) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
 
     @property
     def healthy(self) -> bool: ...
@@ -123,8 +129,10 @@ class MemoryBus:
         return True
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
-        subscription = Subscription(channel)
+    async def subscribe(
+        self, channel: str, *, queue: asyncio.Queue[Message] | None = None
+    ) -> AsyncIterator[Subscription]:
+        subscription = Subscription(channel, queue)
         self._subscribers.add(subscription)
         try:
             yield subscription
@@ -215,8 +223,10 @@ class RedisBus:
         return True
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
-        subscription = Subscription(channel)
+    async def subscribe(
+        self, channel: str, *, queue: asyncio.Queue[Message] | None = None
+    ) -> AsyncIterator[Subscription]:
+        subscription = Subscription(channel, queue)
         try:
             if self._subscribers.add(subscription):
                 await self._send_subscription("subscribe", channel)

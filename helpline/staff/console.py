@@ -116,7 +116,12 @@ async def end_case(request: Request) -> Response:
 async def console_socket(websocket: WebSocket) -> None:
     """Tells the console when the queue may have changed; the console then asks for it."""
     await websocket.accept()
-    async with services(websocket).bus.subscribe(service.QUEUE_CHANNEL) as queue:
+    bus = services(websocket).bus
+    inbox: asyncio.Queue[dict[str, object]] = asyncio.Queue(100)
+    async with (
+        bus.subscribe(service.QUEUE_CHANNEL, queue=inbox) as queue,
+        bus.subscribe(service.ACTIVITY_CHANNEL, queue=inbox),
+    ):
 
         async def forward() -> None:
             while True:

@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from helpline.cases import service
 from helpline.cases.models import Case, CaseStatus, Sender
 from helpline.core.audit import record
+from helpline.core.crypto import FieldCipher, KeyShredded, case_scope
 from helpline.core.errors import HelplineError
 from helpline.core.http import CheckedInHandshake, services, websocket_route
 from helpline.core.services import Services
@@ -54,7 +55,9 @@ class Connection:
     who: Participant
     last_sent: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    poke: asyncio.Event = field(default_factory=asyncio.Event)
+    # every bus message for this connection, from all its channels: one queue, no task each
+    inbox: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(1000))
+    cipher: FieldCipher | None = None  # the case's, once unwrapped: not again on every read
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self.lock:
@@ -64,8 +67,17 @@ class Connection:
         """Send every stored message this connection has not sent yet, in order."""
         async with self.lock:
             async with self.services.db.transaction() as session:
+                if self.cipher is None:
+                    with contextlib.suppress(KeyShredded):  # no key before the first message
+                        self.cipher = await self.services.keyring.cipher(
+                            session, case_scope(self.who.case_id), create=False
+                        )
                 frames = await service.messages_after(
-                    session, self.services.keyring, self.who.case_id, self.last_sent
+                    session,
+                    self.services.keyring,
+                    self.who.case_id,
+                    self.last_sent,
+                    cipher=self.cipher,
                 )
             for frame in frames:
                 await self.websocket.send_text(json.dumps(frame))
@@ -163,15 +175,20 @@ async def _handle_send(connection: Connection, frame: dict[str, Any]) -> None:
             text=str(frame.get("text", "")),
             client_id=str(frame.get("client_id", "")),
             staff_id=who.staff_id,
+            cipher=connection.cipher,
         )
+        if connection.cipher is None:  # the first message made the case's key: keep it
+            connection.cipher = await found.keyring.cipher(session, case_scope(who.case_id))
         seq = message.seq
     # committed: now acknowledge, and ring the bell for everyone (this connection included)
     await connection.send({"type": "ack", "client_id": message.client_id, "seq": seq})
-    connection.poke.set()
+    rung = created and await found.bus.publish(
+        service.channel(who.case_id), {"type": "message", "seq": seq}
+    )
+    if not rung:  # a retry, or the bus is down: this connection still shows it
+        connection.inbox.put_nowait({"type": "message"})
     if created:
-        await found.bus.publish(service.channel(who.case_id), {"type": "message", "seq": seq})
-        if who.side == Sender.victim:
-            await found.bus.publish(service.QUEUE_CHANNEL, {"type": "queue_changed"})
+        await found.bus.publish(service.ACTIVITY_CHANNEL, {"type": "queue_changed"})
     if reopened:
         await found.bus.publish(service.QUEUE_CHANNEL, {"type": "queue_changed"})
 
@@ -225,52 +242,48 @@ async def _reader(connection: Connection) -> None:
             )
 
 
-async def _writer(connection: Connection, subscriptions: list[Any]) -> None:
-    """Forward what happens in the case; fetch new messages from the database on each bell."""
-    found, who = connection.services, connection.who
-    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def pump(subscription: Any) -> None:
-        async for message in subscription:
-            await inbox.put(message)
-
-    async def poked() -> None:
-        while True:
-            await connection.poke.wait()
-            connection.poke.clear()
-            await inbox.put({"type": "message"})
-
-    pumps = [asyncio.create_task(pump(s)) for s in subscriptions]
-    pumps.append(asyncio.create_task(poked()))
-    try:
-        while True:
-            try:
-                event = await asyncio.wait_for(inbox.get(), FALLBACK_POLL)
-            except TimeoutError:
-                if not found.bus.healthy:  # the bus may have lost bells: look for ourselves
-                    await connection.send_new_messages()
-                continue
-            kind = event.get("type")
-            if kind == "message":
+async def _writer(connection: Connection) -> None:
+    """Forward what happens in the case; fetch new messages from the database on each bell
+    (several bells waiting at once cost one read)."""
+    found = connection.services
+    inbox = connection.inbox
+    while True:
+        try:
+            event = await asyncio.wait_for(inbox.get(), FALLBACK_POLL)
+        except TimeoutError:
+            if not found.bus.healthy:  # the bus may have lost bells: look for ourselves
                 await connection.send_new_messages()
-            elif kind in ("typing", "read"):
-                if event.get("from", event.get("by")) != who.side.value:
-                    await connection.send(event)
-            elif kind == "queue_changed" and who.side == Sender.victim:
-                async with found.db.transaction() as session:
-                    case = await session.get(Case, who.case_id)
-                    position = await service.queue_position(session, case) if case else None
-                if position is not None:
-                    await connection.send(_queue_frame(found, position))
-            elif kind in ("joined", "ended"):
-                await connection.send(event)
-            elif kind == "deleted":
-                await connection.send(event)
-                await connection.websocket.close(code=4410)
+            continue
+        events = [event]
+        while not inbox.empty():  # take everything waiting: many bells, one read
+            events.append(inbox.get_nowait())
+        if any(e.get("type") == "message" for e in events):
+            await connection.send_new_messages()
+        for waiting in events:
+            if not await _forward(connection, waiting):
                 return
-    finally:
-        for task in pumps:
-            task.cancel()
+
+
+async def _forward(connection: Connection, event: dict[str, Any]) -> bool:
+    """Pass on one bus event other than a message bell; False when the socket must close."""
+    found, who = connection.services, connection.who
+    kind = event.get("type")
+    if kind in ("typing", "read"):
+        if event.get("from", event.get("by")) != who.side.value:
+            await connection.send(event)
+    elif kind == "queue_changed" and who.side == Sender.victim:
+        async with found.db.transaction() as session:
+            case = await session.get(Case, who.case_id)
+            position = await service.queue_position(session, case) if case else None
+        if position is not None:
+            await connection.send(_queue_frame(found, position))
+    elif kind in ("joined", "ended"):
+        await connection.send(event)
+    elif kind == "deleted":
+        await connection.send(event)
+        await connection.websocket.close(code=4410)
+        return False
+    return True
 
 
 async def chat_socket(websocket: WebSocket) -> None:
@@ -293,17 +306,17 @@ async def chat_socket(websocket: WebSocket) -> None:
     connection = Connection(websocket, found, who, last_sent=after)
     async with contextlib.AsyncExitStack() as stack:
         # subscribe before reading the backlog: nothing can fall between the two
-        subscriptions = [
-            await stack.enter_async_context(found.bus.subscribe(service.channel(who.case_id)))
-        ]
+        await stack.enter_async_context(
+            found.bus.subscribe(service.channel(who.case_id), queue=connection.inbox)
+        )
         if who.side == Sender.victim:
-            subscriptions.append(
-                await stack.enter_async_context(found.bus.subscribe(service.QUEUE_CHANNEL))
+            await stack.enter_async_context(
+                found.bus.subscribe(service.QUEUE_CHANNEL, queue=connection.inbox)
             )
         await _welcome(connection)
         tasks = [
             asyncio.create_task(_reader(connection)),
-            asyncio.create_task(_writer(connection, subscriptions)),
+            asyncio.create_task(_writer(connection)),
         ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
