@@ -1,0 +1,697 @@
+"""Evidence vault benchmark: crypto, disk, vault and HTTP upload throughput in one run.
+
+    .venv/bin/python bench/evidence.py                  # 1 GiB, the figures in docs/benchmarks.md
+    .venv/bin/python bench/evidence.py --size-mib 256   # a quicker run
+
+All steps work on the same bytes: one 1 MiB block from os.urandom (its first bytes made into an
+MP4 `ftyp` box, so the app's type sniffing accepts the upload), repeated --size-mib times.
+
+1. raw AES-256-GCM of `cryptography` (AESGCM.encrypt), one thread, over 64 KiB chunks (the
+   vault's chunk size) and over 1 MiB chunks;
+2. SHA-256 of `hashlib` (the vault hashes the plaintext too), and the disk's own sequential
+   write rate in the data directory: N MiB in 1 MiB blocks, then fsync, timed together;
+3. `Vault.store` in this process: the stream encrypted, hashed and written, fsync included;
+4. an upload through the real endpoint `POST /api/chat/evidence/files`: `helpline migrate`,
+   then `helpline serve` as a subprocess (temp data directory, SQLite, random master key),
+   a case from `POST /api/chat/start`, and a multipart body generated on the fly; the server's
+   VmRSS is sampled every 50 ms during the upload and its VmHWM read at the end.
+
+Steps 1-3 keep the best of --repeat runs (1-2 are cheap); step 4 runs once. Before measuring
+it waits (up to --wait-minutes) until no `bench/chat.py` is running, so the two benchmarks do
+not share the 2 cores. It only talks to 127.0.0.1, removes its temp directory and stops its
+server also on errors and Ctrl-C, and is not part of the test suite. Figures: docs/benchmarks.md.
+MB is 10^6 bytes, MiB 2^20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import ctypes
+import hashlib
+import os
+import platform
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HOST = "127.0.0.1"
+MIB = 1024 * 1024
+PR_SET_PDEATHSIG = 1
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# an MP4 `ftyp` box (24 bytes): the upload must sniff as an accepted type
+FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+GOAL_HTTP_MB_S = 200.0
+GOAL_RSS_MIB = 150.0
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def mb_s(size: int, seconds: float) -> float:
+    return size / seconds / 1e6
+
+
+def cpu_seconds() -> float:
+    """This process's user + system time, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def proc_status_kib(pid: int, key: str) -> int:
+    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM) in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Set VmHWM of `pid` (our own child) to its current RSS, so that VmHWM read later is the
+    peak since now. Linux >= 4.0; False where not allowed."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU time spent by all cores outside idle, iowait and steal, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return (sum(values) - values[3] - values[4] - values[7]) / CLK_TCK
+
+
+class OtherLoad:
+    """How many cores, on average, something other than this process and `pid` kept busy
+    since `__init__`: other programs, and kernel threads (disk writeback counts here)."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.pid = pid
+        self.start = (time.perf_counter(), machine_busy_seconds(), self._ours())
+
+    def _ours(self) -> float:
+        return cpu_seconds() + (proc_cpu_seconds(self.pid) if self.pid else 0.0)
+
+    def cores(self) -> float:
+        wall, busy, ours = self.start
+        elapsed = time.perf_counter() - wall
+        other = machine_busy_seconds() - busy - (self._ours() - ours)
+        return max(0.0, other) / elapsed if elapsed > 0 else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def make_block() -> bytes:
+    """1 MiB of random bytes starting like an MP4 file, checked with the app's own sniffer."""
+    from helpline.evidence.sniff import sniff
+
+    for _ in range(10):
+        block = FTYP + os.urandom(MIB - len(FTYP))
+        with contextlib.suppress(Exception):
+            if sniff(block[:8192]).mime == "video/mp4":
+                return block
+    raise RuntimeError("could not make a block the app sniffs as video/mp4")
+
+
+class Progress:
+    """Prints `label: n / total MiB, rate` every `every` MiB."""
+
+    def __init__(self, label: str, total_mib: int, every: int = 128) -> None:
+        self.label = label
+        self.total = total_mib
+        self.every = every
+        self.start = time.perf_counter()
+
+    def tick(self, done_mib: int) -> None:
+        if done_mib % self.every == 0 or done_mib == self.total:
+            elapsed = time.perf_counter() - self.start
+            rate = done_mib * MIB / elapsed / 1e6 if elapsed > 0 else 0.0
+            say(f"    {self.label}: {done_mib:5d} / {self.total} MiB  {rate:8.0f} MB/s")
+
+
+# ---------------------------------------------------------------- machine and other load
+
+
+def machine_facts() -> dict[str, str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")),
+        platform.processor() or "?",
+    )
+    flags_line = next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "")
+    flags = set(flags_line.split(":", 1)[1].split()) if flags_line else set()
+    wanted = ("aes", "pclmulqdq", "vaes", "vpclmulqdq", "sha_ni", "avx2", "avx512f")
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    from cryptography.hazmat.backends.openssl import backend
+
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
+        "flags": ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in wanted),
+        "python": platform.python_version(),
+        "openssl": backend.openssl_version_text(),
+    }
+
+
+def other_benchmarks() -> list[str]:
+    """Command lines of running `bench/chat.py` processes (not this one)."""
+    done = subprocess.run(
+        ["pgrep", "-af", "bench/chat.py"], capture_output=True, text=True, check=False
+    )
+    mine = {str(os.getpid()), str(os.getppid())}
+    return [ln for ln in done.stdout.splitlines() if ln.split(" ", 1)[0] not in mine]
+
+
+def wait_for_quiet(minutes: float) -> bool:
+    """Wait until no chat benchmark runs, polling every 10 s. False if it still runs."""
+    deadline = time.monotonic() + minutes * 60
+    running = other_benchmarks()
+    while running:
+        if time.monotonic() >= deadline:
+            say(f"  bench/chat.py still running after {minutes:g} min: measuring anyway")
+            return False
+        say(f"  waiting for bench/chat.py to finish: {running[0][:100]}")
+        time.sleep(10)
+        running = other_benchmarks()
+    return True
+
+
+class ChatWatch(threading.Thread):
+    """Polls for bench/chat.py every 2 s while we measure; `overlaps` names the steps during
+    which one ran (their figures are then distorted)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.step = ""
+        self.overlaps: list[str] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            step = self.step
+            if other_benchmarks() and step and step not in self.overlaps:
+                self.overlaps.append(step)
+            self.stopping.wait(2)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(5)
+
+
+# ---------------------------------------------------------------- 1-2: crypto, hashing, disk
+
+
+def bench_aesgcm(block: bytes, size_mib: int, chunk: int) -> float:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    aead = AESGCM(os.urandom(32))
+    view = memoryview(block)
+    prefix = os.urandom(4)
+    counter = 0
+    start = time.perf_counter()
+    for _ in range(size_mib):
+        for offset in range(0, MIB, chunk):
+            aead.encrypt(prefix + counter.to_bytes(8, "big"), view[offset : offset + chunk], None)
+            counter += 1
+    return mb_s(size_mib * MIB, time.perf_counter() - start)
+
+
+def bench_sha256(block: bytes, size_mib: int) -> tuple[float, str]:
+    digest = hashlib.sha256()
+    start = time.perf_counter()
+    for _ in range(size_mib):
+        digest.update(block)
+    return mb_s(size_mib * MIB, time.perf_counter() - start), digest.hexdigest()
+
+
+def bench_disk(block: bytes, size_mib: int, directory: Path) -> float:
+    path = directory / "disk-write.bin"
+    progress = Progress("disk write", size_mib)
+    try:
+        start = time.perf_counter()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            for index in range(size_mib):
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(fd, view) :]
+                progress.tick(index + 1)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return mb_s(size_mib * MIB, time.perf_counter() - start)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def best(runs: int, measure: Callable[[], float]) -> float:
+    results = [measure() for _ in range(runs)]
+    if runs > 1:
+        say(f"    runs: {', '.join(f'{r:.0f}' for r in results)} MB/s")
+    return max(results)
+
+
+# ---------------------------------------------------------------- 3: the vault in-process
+
+
+@dataclass
+class VaultResult:
+    mb_s: float
+    seconds: float
+    cpu_seconds: float
+    sha256: str
+    size: int
+
+
+async def bench_vault(block: bytes, size_mib: int, directory: Path) -> VaultResult:
+    from helpline.evidence.vault import Vault
+
+    vault = Vault(directory)
+    progress = Progress("vault store", size_mib)
+
+    async def stream() -> AsyncIterator[bytes]:
+        for index in range(size_mib):
+            yield block
+            progress.tick(index + 1)
+
+    cpu = cpu_seconds()
+    start = time.perf_counter()
+    blob = await vault.store(stream(), os.urandom(32), max_bytes=size_mib * MIB)
+    seconds = time.perf_counter() - start
+    used = cpu_seconds() - cpu
+    vault.path(blob.name).unlink()  # not `destroy`: its zero overwrite would cost another GiB
+    return VaultResult(mb_s(blob.size, seconds), seconds, used, blob.sha256, blob.size)
+
+
+# ---------------------------------------------------------------- 4: HTTP upload
+
+
+def _child_setup() -> None:
+    """In the server subprocess before exec: die with us, whatever happens to us."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Server:
+    root: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "server.log"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HELPLINE_")}
+        env.update(
+            HELPLINE_DATA_DIR=str(self.root / "data"),
+            HELPLINE_MASTER_KEY=base64.b64encode(os.urandom(32)).decode(),
+            HELPLINE_EVIDENCE_MAX_FILE_MB="4096",
+            HELPLINE_EVIDENCE_MAX_CASE_MB="8192",
+            HELPLINE_LOG_LEVEL="WARNING",
+            HELPLINE_BASE_URL=self.url,
+            HELPLINE_OPENING_HOURS="mo-su 00:00-24:00",  # chat start whatever the hour
+        )
+        return env
+
+    def start(self) -> None:
+        env = self.env()
+        command = [sys.executable, "-m", "helpline.cli"]
+        done = subprocess.run(
+            [*command, "migrate"],
+            env=env,
+            cwd=self.root,  # not the source tree: `-m` puts the cwd on sys.path
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"helpline migrate failed:\n{done.stdout}{done.stderr}")
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [*command, "serve", "--host", HOST, "--port", str(self.port)],
+                env=env,
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_child_setup,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop the server
+            )
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(base_url=self.url, timeout=2) as http:
+            while time.monotonic() < deadline:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the server exited:\n{self.log_tail()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    answer = await http.get("/readyz")
+                    if answer.status_code == 200:
+                        return
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"the server was not ready after {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
+class RssSampler(threading.Thread):
+    """VmRSS of `pid` every `interval` seconds, in a thread so a busy event loop cannot skip
+    samples."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.peak_kib = 0
+        self.samples = 0
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                self.peak_kib = max(self.peak_kib, proc_status_kib(self.pid, "VmRSS"))
+                self.samples += 1
+            self.stopping.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(5)
+
+
+@dataclass
+class HttpResult:
+    mb_s: float
+    seconds: float
+    status: int
+    item: dict[str, Any]
+    rss_before_mib: float
+    rss_peak_mib: float  # the highest VmRSS sample during the upload
+    hwm_mib: float  # VmHWM at the end: the peak since just before the upload (hwm_reset)
+    hwm_reset: bool  # False: VmHWM could not be reset and covers the server's start-up too
+    lifetime_hwm_mib: float  # VmHWM just before the upload: start-up's peak
+    rss_after_mib: float
+    samples: int
+    server_cpu: float
+    client_cpu: float
+
+
+async def bench_http(block: bytes, size_mib: int, server: Server) -> HttpResult:
+    timeout = httpx.Timeout(connect=10, read=600, write=600, pool=10)
+    async with httpx.AsyncClient(base_url=server.url, timeout=timeout) as http:
+        started = await http.post("/api/chat/start", json={"language": "nl"})
+        started.raise_for_status()
+        token = started.json()["token"]
+
+        boundary = secrets.token_hex(16)
+        head = (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="bench.mp4"\r\n'
+            "Content-Type: video/mp4\r\n\r\n"
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        progress = Progress("http upload", size_mib)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield head
+            for index in range(size_mib):
+                yield block
+                progress.tick(index + 1)
+            yield tail
+
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(len(head) + size_mib * MIB + len(tail)),
+        }
+        lifetime_hwm = proc_status_kib(server.pid, "VmHWM")  # start-up included
+        hwm_reset = reset_peak_rss(server.pid)
+        rss_before = proc_status_kib(server.pid, "VmRSS")
+        sampler = RssSampler(server.pid)
+        sampler.start()
+        server_cpu = proc_cpu_seconds(server.pid)
+        client_cpu = cpu_seconds()
+        start = time.perf_counter()
+        try:
+            answer = await http.post("/api/chat/evidence/files", content=body(), headers=headers)
+            seconds = time.perf_counter() - start
+        finally:
+            sampler.stop()
+        server_cpu = proc_cpu_seconds(server.pid) - server_cpu
+        client_cpu = cpu_seconds() - client_cpu
+        hwm = proc_status_kib(server.pid, "VmHWM")
+        rss_after = proc_status_kib(server.pid, "VmRSS")
+        if answer.status_code != 201:
+            raise RuntimeError(
+                f"upload answered {answer.status_code}: {answer.text[:500]}\n{server.log_tail()}"
+            )
+        return HttpResult(
+            mb_s=mb_s(size_mib * MIB, seconds),
+            seconds=seconds,
+            status=answer.status_code,
+            item=answer.json(),
+            rss_before_mib=rss_before / 1024,
+            rss_peak_mib=max(sampler.peak_kib, rss_after) / 1024,
+            hwm_mib=hwm / 1024,
+            hwm_reset=hwm_reset,
+            lifetime_hwm_mib=lifetime_hwm / 1024,
+            rss_after_mib=rss_after / 1024,
+            samples=sampler.samples,
+            server_cpu=server_cpu,
+            client_cpu=client_cpu,
+        )
+
+
+# ---------------------------------------------------------------- the run
+
+
+def verdict(met: bool) -> str:
+    return "MET" if met else "NOT MET"
+
+
+async def run(args: argparse.Namespace, root: Path, servers: list[Server]) -> None:
+    say("machine:")
+    for key, value in machine_facts().items():
+        say(f"  {key:8s} {value}")
+    say("waiting for a quiet machine:")
+    quiet = args.no_wait or wait_for_quiet(args.wait_minutes)
+    say(f"  load average before measuring: {os.getloadavg()[0]:.2f} (1 min)")
+
+    block = make_block()
+    others: dict[str, float] = {}
+    watch = ChatWatch()
+    watch.step = "AES-GCM"
+    watch.start()
+    try:
+        await measure(args, block, root, servers, watch, others, quiet)
+    finally:
+        watch.stop()
+
+
+async def measure(
+    args: argparse.Namespace,
+    block: bytes,
+    root: Path,
+    servers: list[Server],
+    watch: ChatWatch,
+    others: dict[str, float],
+    quiet: bool,
+) -> None:
+    size = args.size_mib
+    load = OtherLoad()
+    say(f"\n1. raw AES-256-GCM (cryptography, one thread), {size} MiB, best of {args.repeat}")
+    aes_64k = best(args.repeat, lambda: bench_aesgcm(block, size, 64 * 1024))
+    say(f"    64 KiB chunks: {aes_64k:8.0f} MB/s")
+    aes_1m = best(args.repeat, lambda: bench_aesgcm(block, size, MIB))
+    say(f"    1 MiB chunks:  {aes_1m:8.0f} MB/s")
+    others["AES-GCM"] = load.cores()
+    watch.step = "SHA-256"
+    load = OtherLoad()
+
+    say(f"\n2. SHA-256 (hashlib) and disk write ({root}), {size} MiB, best of {args.repeat}")
+    sha_runs = [bench_sha256(block, size) for _ in range(args.repeat)]
+    sha = max(rate for rate, _ in sha_runs)
+    if args.repeat > 1:
+        say(f"    runs: {', '.join(f'{rate:.0f}' for rate, _ in sha_runs)} MB/s")
+    digest = sha_runs[0][1]
+    say(f"    SHA-256:       {sha:8.0f} MB/s")
+    others["SHA-256"] = load.cores()
+    data = root / "data"
+    data.mkdir(mode=0o700)
+    watch.step = "disk"
+    load = OtherLoad()
+    disk = best(args.repeat, lambda: bench_disk(block, size, data))
+    say(f"    disk write + fsync: {disk:8.0f} MB/s")
+    others["disk (incl. kernel writeback)"] = load.cores()
+
+    say(f"\n3. Vault.store in-process, {size} MiB, best of {args.repeat}")
+    vaults = []
+    watch.step = "vault"
+    load = OtherLoad()
+    for _ in range(args.repeat):
+        vaults.append(await bench_vault(block, size, data / "vault"))
+        say(f"    run {len(vaults)}: {vaults[-1].mb_s:.0f} MB/s")
+    vault = max(vaults, key=lambda v: v.mb_s)
+    others["vault (incl. kernel writeback)"] = load.cores()
+    if vault.sha256 != digest or vault.size != size * MIB:
+        raise RuntimeError("the vault's SHA-256 or size differs from the stream's")
+    say(
+        f"    vault:         {vault.mb_s:8.0f} MB/s  ({vault.seconds:.2f} s, "
+        f"{vault.cpu_seconds:.2f} s CPU)"
+    )
+
+    say(f"\n4. HTTP upload through POST /api/chat/evidence/files, {size} MiB")
+    server = Server(root / "server")
+    server.root.mkdir()
+    servers.append(server)
+    server.start()
+    await server.wait_ready()
+    say(f"    server up (pid {server.pid}, {server.url})")
+    watch.step = "HTTP upload"
+    load = OtherLoad(server.pid)
+    http = await bench_http(block, size, server)
+    others["HTTP upload (incl. kernel writeback)"] = load.cores()
+    if http.item.get("sha256") != digest or http.item.get("size") != size * MIB:
+        raise RuntimeError(f"the stored item differs from the stream: {http.item}")
+    say(
+        f"    upload:        {http.mb_s:8.0f} MB/s  ({http.seconds:.2f} s; server "
+        f"{http.server_cpu:.2f} s CPU, client {http.client_cpu:.2f} s CPU)"
+    )
+    say(
+        f"    server RSS: before {http.rss_before_mib:.0f} MiB, peak sampled "
+        f"{http.rss_peak_mib:.0f} MiB ({http.samples} samples), VmHWM "
+        f"{http.hwm_mib:.0f} MiB ({'since the upload began' if http.hwm_reset else 'lifetime'}), "
+        f"after {http.rss_after_mib:.0f} MiB; start-up peak {http.lifetime_hwm_mib:.0f} MiB"
+    )
+    say(f"    item: {http.item['media_type']}, sha256 matches the stream")
+
+    bound_name, bound = min(
+        (("AES-GCM", max(aes_64k, aes_1m)), ("disk write", disk)), key=lambda pair: pair[1]
+    )
+    peak = max(http.rss_peak_mib, http.hwm_mib)
+    goals = [
+        (
+            "vault >= 1/2 min(AES-GCM, disk)",
+            f"{vault.mb_s:.0f} MB/s vs {bound / 2:.0f} MB/s (half of {bound_name})",
+            vault.mb_s >= bound / 2,
+        ),
+        ("HTTP upload >= 200 MB/s", f"{http.mb_s:.0f} MB/s", http.mb_s >= GOAL_HTTP_MB_S),
+        ("server peak RSS < 150 MiB", f"{peak:.0f} MiB", peak < GOAL_RSS_MIB),
+    ]
+    say("\ngoals:")
+    for name, figure, met in goals:
+        say(f"  {name:32s} {figure:45s} {verdict(met)}")
+    say(f"\nCPU used by other processes and kernel threads meanwhile (cores, of {os.cpu_count()}):")
+    for step, cores in others.items():
+        say(f"  {step:38s} {cores:.2f}")
+    watch.step = ""
+    if not quiet:
+        say("  bench/chat.py was still running when measuring began: figures may be low")
+    if watch.overlaps:
+        say(f"  bench/chat.py ran during: {', '.join(watch.overlaps)}: those figures may be low")
+
+    say("\n| measure | figure |")
+    say("| --- | --- |")
+    rows = [
+        ("AES-256-GCM encrypt, 64 KiB chunks, 1 thread", f"{aes_64k:.0f} MB/s"),
+        ("AES-256-GCM encrypt, 1 MiB chunks, 1 thread", f"{aes_1m:.0f} MB/s"),
+        ("SHA-256 (hashlib), 1 thread", f"{sha:.0f} MB/s"),
+        ("disk sequential write, 1 MiB blocks + fsync", f"{disk:.0f} MB/s"),
+        (f"`Vault.store`, {size} MiB in-process", f"{vault.mb_s:.0f} MB/s"),
+        (f"HTTP upload, {size} MiB multipart", f"{http.mb_s:.0f} MB/s"),
+        ("server peak RSS during the upload", f"{peak:.0f} MiB"),
+        ("server RSS idle before the upload", f"{http.rss_before_mib:.0f} MiB"),
+    ]
+    for name, figure in rows:
+        say(f"| {name} | {figure} |")
+    say("\n| goal | figure | result |")
+    say("| --- | --- | --- |")
+    for name, figure, met in goals:
+        say(f"| {name} | {figure} | {verdict(met)} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="stream size (default 1024)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of steps 1-3, best kept")
+    parser.add_argument("--wait-minutes", type=float, default=20, help="wait for bench/chat.py")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for bench/chat.py")
+    parser.add_argument("--tmp", type=Path, default=None, help="where the data directory goes")
+    args = parser.parse_args()
+    if args.size_mib < 1 or args.repeat < 1:
+        parser.error("--size-mib and --repeat must be at least 1")
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    root = Path(tempfile.mkdtemp(prefix="helpline-bench-evidence-", dir=args.tmp))
+    servers: list[Server] = []
+    try:
+        say(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+        say(f"data directory: {root}")
+        asyncio.run(run(args, root, servers))
+    except KeyboardInterrupt:
+        say("\ninterrupted")
+        sys.exit(130)
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
