@@ -352,3 +352,21 @@ def test_video_placeholder_is_a_plain_png() -> None:
         assert image.size == (640, 360)
         assert not set(image.info) - {"dpi", "gamma"}
     assert video_placeholder() is data  # made once
+
+
+async def test_heic_photos_are_read_previewed_and_hashed() -> None:
+    """iPhones send HEIC: with pillow-heif (a dependency) it is typed, previewed and hashed."""
+    import pillow_heif
+
+    from helpline.evidence.imaging import heic_supported, pdq_hash, preview
+    from helpline.evidence.sniff import sniff
+
+    pillow_heif.register_heif_opener()
+    assert heic_supported()
+    source = io.BytesIO()
+    synthetic(256, 192).save(source, format="HEIF")
+    data = source.getvalue()
+    assert sniff(data[:8192]).mime == "image/heic"
+    shown = Image.open(io.BytesIO(preview(data)))
+    assert shown.format == "JPEG" and not shown.getexif()
+    assert len((await pdq_hash(data)).hex) == 64
