@@ -100,6 +100,27 @@ def _new_item(
     )
 
 
+async def _record(
+    session: AsyncSession,
+    found: Services,
+    item: EvidenceItem,
+    captor: Captor,
+    details: dict[str, str | int | bool | None],
+) -> None:
+    """Insert a new item and open its chain of custody with `captured`."""
+    session.add(item)
+    await session.flush()
+    await custody.append(
+        session,
+        found.signer,
+        found.clock,
+        item_id=item.id,
+        actor=captor.actor,
+        event="captured",
+        details=details,
+    )
+
+
 async def capture_file(
     session: AsyncSession,
     found: Services,
@@ -136,16 +157,12 @@ async def capture_file(
         name = filename()
         if name:
             item.filename = cipher.encrypt(name, table=TABLE, row_id=item.id, field="filename")
-        session.add(item)
-        await session.flush()
-        await custody.append(
+        await _record(
             session,
-            found.signer,
-            found.clock,
-            item_id=item.id,
-            actor=captor.actor,
-            event="captured",
-            details={
+            found,
+            item,
+            captor,
+            {
                 "sha256": blob.sha256,
                 "size": blob.size,
                 "media_type": media.mime,
@@ -223,16 +240,12 @@ async def capture_url(
             await vault.destroy(blob.name)
             raise
     item.source_url = cipher.encrypt(url, table=TABLE, row_id=item.id, field="source_url")
-    session.add(item)
-    await session.flush()
-    await custody.append(
+    await _record(
         session,
-        found.signer,
-        found.clock,
-        item_id=item.id,
-        actor=captor.actor,
-        event="captured",
-        details={
+        found,
+        item,
+        captor,
+        {
             "kind": "url",
             "fetched": item.status == ItemStatus.stored,
             "sha256": item.sha256,
@@ -273,17 +286,7 @@ async def record_hashes(
         raise Invalid("pdq_quality must be between 0 and 100")
     item = _new_item(case_id, ItemKind.hash_only, ItemStatus.recorded, captor, found.clock.now())
     item.sha256, item.pdq, item.pdq_quality = sha256.lower(), pdq.lower(), pdq_quality
-    session.add(item)
-    await session.flush()
-    await custody.append(
-        session,
-        found.signer,
-        found.clock,
-        item_id=item.id,
-        actor=captor.actor,
-        event="captured",
-        details={"kind": "hash_only", "sha256": item.sha256},
-    )
+    await _record(session, found, item, captor, {"kind": "hash_only", "sha256": item.sha256})
     return item
 
 
