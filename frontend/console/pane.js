@@ -250,6 +250,9 @@ export class ChatPane {
       case 'joined':
         this.hooks.onQueueHint();
         break;
+      case 'evidence': // the victim added evidence: show it without a manual refresh
+        this.evidence.load();
+        break;
       case 'ended':
         this.setStatus('ended');
         this.banner(f.by === 'victim' ? 'pane.ended_by_victim' : 'pane.ended_by_staff');

@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute
 
+from helpline.cases.service import channel
 from helpline.core.audit import record
 from helpline.core.crypto import case_scope
 from helpline.core.errors import NotFound
-from helpline.core.http import Schema, parse_body, route, services
+from helpline.core.http import Schema, parse_body, publish_after_commit, route, services
 from helpline.evidence import custody, service
 from helpline.evidence.bundle import export_case
 from helpline.evidence.imaging import render_preview, video_placeholder
@@ -63,7 +64,13 @@ async def victim_upload(request: Request) -> Response:
         filename=lambda: upload.filename,
         captor=service.Captor("victim", "chat"),
     )
+    _tell_staff(request, item)
     return JSONResponse(_summary(item), status_code=201)
+
+
+def _tell_staff(request: Request, item: EvidenceItem) -> None:
+    """The staff member in the chat sees new evidence without refreshing."""
+    publish_after_commit(request, channel(item.case_id), {"type": "evidence", "id": item.id})
 
 
 async def victim_url(request: Request) -> Response:
@@ -75,6 +82,7 @@ async def victim_url(request: Request) -> Response:
         url=body.url,
         captor=service.Captor("victim", "chat"),
     )
+    _tell_staff(request, item)
     return JSONResponse(_summary(item), status_code=201)
 
 

@@ -347,3 +347,24 @@ async def test_export_by_api_and_command_verifies_offline(
         [*command, "verify", str(out)], env=env, capture_output=True, text=True, timeout=60
     )
     assert broken.returncode == 1 and "files/" in broken.stdout
+
+
+async def test_staff_in_the_chat_hear_about_new_evidence(
+    server: LiveServer, victim: Victim, db: Database
+) -> None:
+    agent = await StaffMember.create(db, server.url, "lotte")
+    try:
+        case_id = await agent.claim(victim.reference)
+        staff_chat = await agent.chat(server.ws_url, case_id)
+        victim_chat = await victim.chat(server.ws_url)
+        answer = await upload(
+            server, "/api/chat/evidence/files", jpeg(), Authorization=f"Bearer {victim.token}"
+        )
+        notice = await staff_chat.wait_for(lambda f: f["type"] == "evidence")
+        assert notice["id"] == answer.json()["id"]
+        with pytest.raises(TimeoutError):  # the victim's own socket is not told
+            await victim_chat.wait_for(lambda f: f["type"] == "evidence", timeout=0.5)
+        await staff_chat.close()
+        await victim_chat.close()
+    finally:
+        await agent.close()

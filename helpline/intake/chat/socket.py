@@ -279,6 +279,8 @@ async def _forward(connection: Connection, event: dict[str, Any]) -> bool:
             await connection.send(_queue_frame(found, position))
     elif kind in ("joined", "ended"):
         await connection.send(event)
+    elif kind == "evidence" and who.side == Sender.staff:
+        await connection.send(event)
     elif kind == "deleted":
         await connection.send(event)
         await connection.websocket.close(code=4410)
