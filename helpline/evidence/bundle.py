@@ -152,6 +152,9 @@ def _item_document(
         "destroyed_at": as_utc(item.destroyed_at).isoformat() if item.destroyed_at else None,
         "filename": _decrypted(cipher, item, "filename"),
         "source_url": _decrypted(cipher, item, "source_url"),
+        "snapshot": json.loads(snapshot)
+        if (snapshot := _decrypted(cipher, item, "snapshot"))
+        else None,
         "path": path,
         "custody": [custody.entry_document(entry) for entry in log],
     }

@@ -39,6 +39,8 @@ class EvidenceItem(SQLModel, table=True):
     blob_name: str | None = Field(default=None, max_length=64)  # random, never a content hash
     filename: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     source_url: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    # a URL snapshot's final URL, status, response headers and time, as JSON: encrypted
+    snapshot: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     possible_minor: bool = False
     captured_at: datetime = Field(sa_column=utc_column())
     captured_by: str = Field(max_length=64)  # victim, staff:<id>, email

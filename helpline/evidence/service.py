@@ -233,8 +233,8 @@ async def capture_url(
                 "body_sha256": snapshot.sha256,
                 "body_size": snapshot.size,
             }
-            item.filename = cipher.encrypt(
-                json.dumps(snapshot_meta), table=TABLE, row_id=item.id, field="filename"
+            item.snapshot = cipher.encrypt(
+                json.dumps(snapshot_meta), table=TABLE, row_id=item.id, field="snapshot"
             )
         except BaseException:
             await vault.destroy(blob.name)
@@ -366,7 +366,7 @@ async def items_of(session: AsyncSession, found: Services, case_id: str) -> list
     for item in rows:
         assert cipher is not None
         name = url = None
-        if item.filename and item.kind == ItemKind.file:
+        if item.filename:
             name = cipher.decrypt_text(item.filename, table=TABLE, row_id=item.id, field="filename")
         if item.source_url:
             url = cipher.decrypt_text(

@@ -232,6 +232,7 @@ async def test_an_exported_bundle_is_complete_and_verifies(
         "destroyed_at": None,
         "filename": "scherm afbeelding 1.jpg",
         "source_url": None,
+        "snapshot": None,
         "path": f"files/{photo}.jpg",
         "custody": None,
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from helpline.core.config import Settings
-from helpline.core.crypto import b64e
+from helpline.core.crypto import Keyring, MasterKeys, b64e, case_scope
 from helpline.core.db import Database
 from helpline.evidence.bundle import verify_bundle
 from helpline.evidence.models import CustodyEntry, EvidenceItem
@@ -220,7 +221,7 @@ async def test_staff_preview_is_blurred_and_stripped_and_a_reveal_is_recorded(
 
 
 async def test_url_snapshots_are_kept_and_private_addresses_refused(
-    server: LiveServer, victim: Victim, live_settings: Settings
+    server: LiveServer, victim: Victim, live_settings: Settings, db: Database
 ) -> None:
     bearer = {"Authorization": f"Bearer {victim.token}"}
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -236,6 +237,16 @@ async def test_url_snapshots_are_kept_and_private_addresses_refused(
         listed = (await http.get("/api/chat/evidence", headers=bearer)).json()["items"]
     assert [i["url"] for i in listed] == [f"{server.url}/healthz"]
     assert len(vault_files(live_settings)) == 1
+    async with db.transaction() as session:
+        row = (await session.execute(select(EvidenceItem))).scalar_one()
+        cipher = await Keyring(MasterKeys.from_keys([TEST_MASTER_KEY])).cipher(
+            session, case_scope(row.case_id)
+        )
+    assert row.filename is None and row.snapshot is not None
+    meta = json.loads(
+        cipher.decrypt(row.snapshot, table="evidence_items", row_id=row.id, field="snapshot")
+    )
+    assert meta["final_url"] == f"{server.url}/healthz" and meta["status"] == 200
 
 
 async def test_a_possible_minor_destroys_files_and_stops_storing(

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("blob_name", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column("filename", sa.LargeBinary(), nullable=True),
         sa.Column("source_url", sa.LargeBinary(), nullable=True),
+        sa.Column("snapshot", sa.LargeBinary(), nullable=True),
         sa.Column("possible_minor", sa.Boolean(), nullable=False),
         sa.Column("captured_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("captured_by", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
