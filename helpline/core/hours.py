@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -24,6 +25,7 @@ class OpeningHours:
     zone: ZoneInfo
 
     @classmethod
+    @functools.cache  # the setting is parsed once, not on every queue update
     def parse(cls, text: str, timezone: str) -> OpeningHours:
         """Parse the setting; raises ValueError saying what is wrong."""
         spans: list[Span] = []
