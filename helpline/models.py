@@ -8,3 +8,4 @@ def import_all_models() -> None:
     import helpline.core.models  # noqa: F401
     import helpline.evidence.models  # noqa: F401
     import helpline.staff.models  # noqa: F401
+    import helpline.triage.models  # noqa: F401

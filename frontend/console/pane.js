@@ -128,6 +128,10 @@ export class ChatPane {
   }
 
   setStatus(status) {
+    // the case's own statuses, as the chat's three: waiting (new), active, ended (closed)
+    if (status === 'new') status = 'waiting';
+    else if (status === 'closed') status = 'ended';
+    else if (status !== 'waiting' && status !== 'ended') status = 'active';
     this.status = status;
     this.el.dataset.status = status;
     this.statusEl.className = `status status-${status}`;

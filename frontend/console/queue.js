@@ -6,7 +6,7 @@ import { $, h, wsUrl, Backoff, durationKey } from './dom.js';
 const DEBOUNCE_MS = 300;
 const POLL_MS = 30000;
 const TICK_MS = 15000;
-const RANK = { waiting: 0, active: 1 };
+const RANK = { new: 0 };
 
 export class Queue {
   constructor({ me, panes, hooks }) {
@@ -179,8 +179,8 @@ export class Queue {
       if (target) target.focus();
       else $('#queue-title').focus();
     }
-    const waiting = sorted.filter((c) => c.status === 'waiting').length;
-    const activeCount = sorted.filter((c) => c.status === 'active').length;
+    const waiting = sorted.filter((c) => c.status === 'new').length;
+    const activeCount = sorted.filter((c) => c.status !== 'new').length;
     setT(this.summary, 'queue.summary', { waiting, active: activeCount });
     this.queueBadge.textContent = String(waiting);
     this.queueBadge.hidden = waiting === 0;
@@ -201,8 +201,8 @@ export class Queue {
     row.classList.toggle('is-mine', mine);
     row.classList.toggle('is-open', open);
 
-    const since = c.status === 'waiting' ? c.queued_at || c.created_at : c.last_activity_at || c.created_at;
-    const wait = h('span', { class: 'wait', 'data-since': since || '', 'data-kind': c.status });
+    const since = c.status === 'new' ? c.queued_at || c.created_at : c.last_activity_at || c.created_at;
+    const wait = h('span', { class: 'wait', 'data-since': since || '', 'data-kind': c.status === 'new' ? 'waiting' : 'active' });
     this.setWait(wait);
     const unread = Number(c.unread) || 0;
     const top = h('div', { class: 'row-top' },
@@ -229,7 +229,7 @@ export class Queue {
         : h('span', { class: 'owner is-none', i18n: 'queue.unassigned' });
 
     const actions = h('div', { class: 'row-actions' });
-    if (c.status === 'waiting' && !owner) {
+    if (c.status === 'new' && !owner) {
       actions.append(h('button', { type: 'button', class: 'btn btn-primary claim', i18n: 'queue.claim',
         'i18n-aria-label': ['queue.claim_label', ref], onclick: (e) => this.claim(c, e.currentTarget) })); // prettier-ignore
     }

@@ -13,11 +13,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import case as sql_case
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from helpline.cases.models import Case, CaseStatus, Channel, Message, Sender, VictimSession
+from helpline.cases.models import (
+    OPEN_STATUSES,
+    Case,
+    CaseStatus,
+    Channel,
+    Message,
+    Sender,
+    VictimSession,
+)
 from helpline.cases.receipts import (
     LANGUAGES,
     check_passphrase,
@@ -210,12 +219,12 @@ async def forget_token(session: AsyncSession, token: str) -> None:
 
 async def queue_position(session: AsyncSession, case: Case) -> int | None:
     """1 for the next case staff will see; None if the case is not waiting."""
-    if case.status != CaseStatus.waiting:
+    if case.status != CaseStatus.new:
         return None
     ahead = await session.execute(
         select(func.count())
         .select_from(Case)
-        .where(col(Case.status) == CaseStatus.waiting, col(Case.queued_at) < case.queued_at)
+        .where(col(Case.status) == CaseStatus.new, col(Case.queued_at) < case.queued_at)
     )
     return int(ahead.scalar_one()) + 1
 
@@ -259,7 +268,11 @@ async def post_message(
     bumped = await session.execute(
         update(Case)
         .where(col(Case.id) == case_id)
-        .values(last_seq=col(Case.last_seq) + 1, last_activity_at=clock.now())
+        .values(
+            last_seq=col(Case.last_seq) + 1,
+            last_activity_at=clock.now(),
+            **_service_level_values(sender, clock.now()),
+        )
         .returning(col(Case.last_seq))
     )
     seq = bumped.scalar_one_or_none()
@@ -290,6 +303,27 @@ async def post_message(
         ).scalar_one()
         return raced, False
     return message, True
+
+
+def _service_level_values(sender: Sender, now: datetime) -> dict[str, Any]:
+    """What a new message changes in the case's service-level bookkeeping: a victim's message
+    starts the wait for an answer (unless one is already waiting) and brings a case that was
+    waiting for the victim back into the conversation; a staff message answers everything
+    waiting and may be the first response."""
+    if sender == Sender.victim:
+        return {
+            "awaiting_since": func.coalesce(col(Case.awaiting_since), now),
+            "status": sql_case(
+                (col(Case.status) == CaseStatus.waiting_victim, CaseStatus.in_conversation.value),
+                else_=col(Case.status),
+            ),
+        }
+    if sender == Sender.staff:
+        return {
+            "awaiting_since": None,
+            "first_response_at": func.coalesce(col(Case.first_response_at), now),
+        }
+    return {}
 
 
 async def messages_after(
@@ -351,10 +385,14 @@ async def claim(session: AsyncSession, clock: Clock, case_id: str, staff_id: str
         update(Case)
         .where(
             col(Case.id) == case_id,
-            col(Case.status) == CaseStatus.waiting,
+            col(Case.status) == CaseStatus.new,
             col(Case.assigned_staff_id).is_(None),
         )
-        .values(assigned_staff_id=staff_id, status=CaseStatus.active.value, claimed_at=clock.now())
+        .values(
+            assigned_staff_id=staff_id,
+            status=CaseStatus.in_conversation.value,
+            claimed_at=clock.now(),
+        )
     )
     if not (isinstance(result, CursorResult) and result.rowcount):
         if await session.get(Case, case_id) is None:
@@ -369,16 +407,16 @@ async def claim(session: AsyncSession, clock: Clock, case_id: str, staff_id: str
 
 
 async def end(session: AsyncSession, clock: Clock, case: Case, *, by: str) -> None:
-    if case.status == CaseStatus.ended:
+    if case.status == CaseStatus.closed:
         return
-    case.status, case.ended_at = CaseStatus.ended.value, clock.now()
+    case.status, case.ended_at = CaseStatus.closed.value, clock.now()
     await session.flush()
     await record(session, clock, actor=by, action="case.end", target=f"case:{case.id}")
 
 
 async def reopen(session: AsyncSession, clock: Clock, case: Case) -> None:
     """A victim who writes to an ended conversation is back in the queue."""
-    case.status, case.assigned_staff_id, case.ended_at = CaseStatus.waiting.value, None, None
+    case.status, case.assigned_staff_id, case.ended_at = CaseStatus.new.value, None, None
     case.queued_at = clock.now()  # in the queue from the moment they came back
     await session.flush()
 
@@ -396,19 +434,15 @@ async def delete_case(session: AsyncSession, keyring: Keyring, clock: Clock, cas
 async def open_cases(session: AsyncSession) -> list[Case]:
     """Waiting cases first (longest waiting first), then active ones by last activity."""
     rows = (
-        (
-            await session.execute(
-                select(Case).where(col(Case.status).in_([CaseStatus.waiting, CaseStatus.active]))
-            )
-        )
+        (await session.execute(select(Case).where(col(Case.status).in_(OPEN_STATUSES))))
         .scalars()
         .all()
     )
     waiting = sorted(
-        (c for c in rows if c.status == CaseStatus.waiting), key=lambda c: as_utc(c.queued_at)
+        (c for c in rows if c.status == CaseStatus.new), key=lambda c: as_utc(c.queued_at)
     )
     active = sorted(
-        (c for c in rows if c.status == CaseStatus.active),
+        (c for c in rows if c.status != CaseStatus.new),
         key=lambda c: as_utc(c.last_activity_at),
         reverse=True,
     )

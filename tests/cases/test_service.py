@@ -48,7 +48,7 @@ async def test_starting_a_chat_gives_a_receipt_and_keeps_only_a_hash(
     async with db.transaction() as session:
         case = await session.get(Case, receipt.case.id)
         assert case is not None
-        assert case.status == CaseStatus.waiting and case.channel == "chat"
+        assert case.status == CaseStatus.new and case.channel == "chat"
         assert case.reference == receipt.reference
         assert case.passphrase_hash is not None and case.passphrase_hash.startswith("$argon2id$")
         assert await service.case_for_token(session, clock, receipt.token) is not None
@@ -194,7 +194,7 @@ async def test_two_agents_never_get_the_same_case(
     async with db.transaction() as session:
         case = await session.get(Case, case_id)
     assert case is not None and case.assigned_staff_id == winners[0]
-    assert case.status == CaseStatus.active
+    assert case.status == CaseStatus.in_conversation
 
 
 async def test_queue_positions_follow_waiting_time(db: Database, clock: FrozenClock) -> None:
@@ -216,9 +216,9 @@ async def test_a_victim_writing_after_the_end_is_back_in_the_queue(
         case = await session.get(Case, receipt.case.id)
         assert case is not None
         await service.end(session, clock, case, by="victim")
-        assert case.status == CaseStatus.ended
+        assert case.status == CaseStatus.closed
         await service.reopen(session, clock, case)
-        assert case.status == CaseStatus.waiting and case.assigned_staff_id is None
+        assert case.status == CaseStatus.new and case.assigned_staff_id is None
 
 
 async def test_deleting_a_case_shreds_it(

@@ -229,7 +229,7 @@ async def test_the_victim_hears_who_joins_and_the_staff_hear_when_it_ends(
         await victim_chat.wait_for(lambda f: f["type"] == "joined")
         staff_chat = await agent.chat(server.ws_url, case_id)
         ended = await agent.post(f"/api/staff/cases/{case_id}/end")
-        assert ended.json() == {"status": "ended"}
+        assert ended.json() == {"status": "closed"}
         assert (await victim_chat.wait_for(lambda f: f["type"] == "ended"))["by"] == "staff"
         # staff cannot write to an ended chat; the victim can, and is back in the queue
         await staff_chat.send({"type": "send", "client_id": "late", "text": "nog iets"})
@@ -237,7 +237,7 @@ async def test_the_victim_hears_who_joins_and_the_staff_hear_when_it_ends(
         assert refused["code"] == "ended"
         await victim_chat.say("ik ben er nog")
         cases = (await agent.http.get("/api/staff/cases")).json()["cases"]
-        assert [c["status"] for c in cases if c["id"] == case_id] == ["waiting"]
+        assert [c["status"] for c in cases if c["id"] == case_id] == ["new"]
         # deleting everything tells the staff side, and the case is gone
         async with httpx.AsyncClient(base_url=server.url) as http:
             deleted = await http.post(

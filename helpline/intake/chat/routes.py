@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from helpline.cases import service
-from helpline.cases.models import Case
+from helpline.cases.models import Case, CaseStatus
 from helpline.core.errors import HelplineError, NotFound
 from helpline.core.http import (
     PUBLIC,
@@ -123,7 +123,7 @@ async def end_chat(request: Request) -> Response:
     await service.end(request.state.session, services(request).clock, case, by="victim")
     publish_after_commit(request, service.channel(case.id), {"type": "ended", "by": "victim"})
     publish_after_commit(request, service.QUEUE_CHANNEL, {"type": "queue_changed"})
-    return JSONResponse({"status": case.status})
+    return JSONResponse({"status": CaseStatus(case.status).victim_view})
 
 
 async def delete_chat(request: Request) -> Response:

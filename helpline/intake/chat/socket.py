@@ -123,7 +123,10 @@ async def _welcome(connection: Connection) -> None:
         {
             "type": "welcome",
             "reference": case.reference,
-            "status": case.status,
+            # the victim's chat knows waiting/active/ended; staff see the case's own status
+            "status": (
+                CaseStatus(case.status).victim_view if who.side == Sender.victim else case.status
+            ),
             "you": who.side.value,
             "staff_joined": case.assigned_staff_id is not None,
             "last_seq": case.last_seq,
@@ -158,7 +161,7 @@ async def _handle_send(connection: Connection, frame: dict[str, Any]) -> None:
         if case is None:
             await connection.send({"type": "deleted"})
             return
-        if case.status == CaseStatus.ended:
+        if case.status == CaseStatus.closed:
             if who.side != Sender.victim:
                 await connection.send(
                     {"type": "error", "code": "ended", "client_id": frame.get("client_id")}

@@ -1,0 +1,1 @@
+"""Triage: categories, risk flags, priority, service levels and the queue."""
