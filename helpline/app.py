@@ -36,8 +36,10 @@ from helpline.intake.chat.routes import chat_routes, victim_authenticator
 from helpline.intake.chat.socket import chat_socket_routes
 from helpline.pages import page_routes
 from helpline.staff.auth import idle_session_purge
+from helpline.staff.casework import casework_routes
 from helpline.staff.console import console_routes
 from helpline.staff.routes import register_staff, staff_routes
+from helpline.triage.routes import triage_routes
 
 
 class State(TypedDict):
@@ -110,6 +112,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
         *chat_socket_routes(),
         *staff_routes(),
         *console_routes(),
+        *triage_routes(),
+        *casework_routes(),
         *evidence_routes(),
         *page_routes(),
     ]
