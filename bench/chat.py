@@ -27,6 +27,15 @@ It only talks to 127.0.0.1. It is not part of the test suite. Figures: docs/benc
 
 from __future__ import annotations
 
+# ruff: noqa: E402
+import os
+import sys
+
+# Python puts this directory first on the import path, and bench/queue.py is called like the
+# standard library's `queue`, which asyncio imports: take this directory off the path.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
 import argparse
 import asyncio
 import base64
@@ -34,7 +43,6 @@ import contextlib
 import ctypes
 import json
 import math
-import os
 import platform
 import pstats
 import resource
@@ -43,7 +51,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -122,6 +129,22 @@ def proc_nofile(pid: int) -> int:
 def proc_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def processes_cpu_seconds(names: tuple[str, ...]) -> float:
+    """CPU seconds used so far by every process whose command is one of `names` (PostgreSQL's
+    backends, Redis): what the database side costs, next to the servers' own CPU."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if (entry / "comm").read_text().strip() in names:
+                total += proc_cpu_seconds(int(entry.name))
+    return total
+
+
+SERVICE_PROCESSES = ("postgres", "redis-server")
 
 
 def machine_cpu() -> tuple[int, int, int]:
@@ -649,6 +672,8 @@ class LatencyResult:
     drain_seconds: float
     send_late_p99_ms: float
     server_cpu: dict[str, float]
+    server_ms_per_message: float  # server CPU from the first send until drained, per delivery
+    services_cpu: float  # PostgreSQL + Redis processes during the load, % of one core
     client_cpu: float
     machine_cpu: float
     machine_steal: float
@@ -821,6 +846,7 @@ async def bench_latency(
         for server in work.servers:
             server.check_alive()
         cpu_before = {s.name: s.cpu_seconds() for s in work.servers}
+        services_before = processes_cpu_seconds(SERVICE_PROCESSES)
         client_before = time.process_time()
         machine_before = machine_cpu()
         wall_before = time.perf_counter()
@@ -831,6 +857,7 @@ async def bench_latency(
             s.name: (s.cpu_seconds() - cpu_before[s.name]) / wall * 100 for s in work.servers
         }
         client_cpu = (time.process_time() - client_before) / wall * 100
+        services_cpu = (processes_cpu_seconds(SERVICE_PROCESSES) - services_before) / wall * 100
         busy, steal, total = machine_cpu()
         span_jiffies = max(1, total - machine_before[2])
         machine = (busy - machine_before[0]) / span_jiffies * 100
@@ -841,6 +868,7 @@ async def bench_latency(
         )
         await wait_delivered(tally, args.drain)
         drain = max(0.0, tally.last_receive - tally.last_send)
+        server_seconds = sum(s.cpu_seconds() - cpu_before[s.name] for s in work.servers)
     finally:
         await readers.stop()
         sockets = [p.victim_socket for p in pairs] + [p.staff_socket for p in pairs]
@@ -876,6 +904,8 @@ async def bench_latency(
         drain_seconds=drain,
         send_late_p99_ms=percentile(late, 0.99) * 1000,
         server_cpu=server_cpu,
+        server_ms_per_message=server_seconds * 1000 / max(1, len(tally.received)),
+        services_cpu=services_cpu,
         client_cpu=client_cpu,
         machine_cpu=machine,
         machine_steal=stolen,
@@ -964,11 +994,18 @@ def report(
                 f"percentiles cover delivered messages only, so the real tail is worse."
             )
         cpu = ", ".join(f"{name} {pct:.0f}%" for name, pct in r.server_cpu.items())
+        ours = sum(r.server_cpu.values()) + r.client_cpu + r.services_cpu
+        others = max(0.0, r.machine_cpu * (os.cpu_count() or 1) - ours)
         say(
-            f"  CPU during the load (100% = one core): {cpu}, client {r.client_cpu:.0f}%; "
-            f"machine {r.machine_cpu:.0f}% of all cores busy + {r.machine_steal:.0f}% stolen "
-            f"by the hypervisor; client send lag p99 "
+            f"  CPU during the load (100% = one core): {cpu}, client {r.client_cpu:.0f}%, "
+            f"PostgreSQL + Redis {r.services_cpu:.0f}%, everything else on the machine "
+            f"{others:.0f}%; machine {r.machine_cpu:.0f}% of all cores busy + "
+            f"{r.machine_steal:.0f}% stolen by the hypervisor; client send lag p99 "
             f"{r.send_late_p99_ms:.1f} ms"
+        )
+        say(
+            f"  server CPU per delivered message (first send until drained): "
+            f"{r.server_ms_per_message:.2f} ms"
         )
         goal = (
             r.p(0.99) < 20

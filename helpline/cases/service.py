@@ -10,12 +10,27 @@ import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy import case as sql_case
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlmodel import col
 
 from helpline.cases.models import (
@@ -40,22 +55,17 @@ from helpline.core.clock import Clock, as_utc
 from helpline.core.crypto import FieldCipher, Keyring, case_scope
 from helpline.core.errors import Conflict, HelplineError, Invalid, NotFound, Unauthorized
 from helpline.core.ids import new_id, new_token
+from helpline.triage.events import add_event
+from helpline.triage.rules import compute_priority
+from helpline.triage.vocabulary import CATEGORIES, POSSIBLE_MINOR
 
 MAX_MESSAGE_CHARS = 4000
 VICTIM_SESSION_HOURS = 12
 QUEUE_CHANNEL = "queue"  # queue positions changed (a case came, was claimed, ended, left)
 ACTIVITY_CHANNEL = "activity"  # something happened in a case (a message): for the console only
-TOPICS = (
-    "intimate_images",
-    "sextortion",
-    "deepfake",
-    "doxxing",
-    "impersonation",
-    "harassment",
-    "privacy",
-    "grooming",
-    "other",
-)
+# what a victim may pick when starting: every category but "possible minor depicted", which
+# only staff judge; the topic becomes the case's first category
+TOPICS = tuple(code for code in CATEGORIES if code != POSSIBLE_MINOR)
 
 
 def channel(case_id: str) -> str:
@@ -114,6 +124,8 @@ async def start_chat(
         channel=Channel.chat.value,
         language=language,
         topic=topic,
+        category=topic,
+        priority=int(compute_priority(topic, ())),
         passphrase_hash=passphrase_hash,
         created_at=now,
         queued_at=now,
@@ -217,23 +229,68 @@ async def forget_token(session: AsyncSession, token: str) -> None:
     )
 
 
-async def queue_position(session: AsyncSession, case: Case) -> int | None:
-    """1 for the next case staff will see; None if the case is not waiting."""
+def in_queue_by(now: datetime) -> ColumnElement[bool]:
+    """Cases staff see in the queue at `now`: all but a callback whose first window has not
+    opened yet (its `queued_at` lies ahead), unless the victim has written in the meantime or
+    someone has the case already."""
+    return or_(
+        col(Case.queued_at) <= now,
+        col(Case.awaiting_since).is_not(None),
+        col(Case.assigned_staff_id).is_not(None),
+    )
+
+
+async def queue_position(
+    session: AsyncSession, case: Case, *, now: datetime | None = None
+) -> int | None:
+    """1 for the next case staff will see; None if the case is not waiting. The queue's order:
+    priority (most urgent first), then time in the queue (see `open_cases`). With `now`,
+    cases not in the queue yet (`in_queue_by`) are not counted, and have no position."""
     if case.status != CaseStatus.new:
+        return None
+    if (
+        now is not None
+        and as_utc(case.queued_at) > now
+        and case.awaiting_since is None
+        and case.assigned_staff_id is None
+    ):
         return None
     ahead = await session.execute(
         select(func.count())
         .select_from(Case)
-        .where(col(Case.status) == CaseStatus.new, col(Case.queued_at) < case.queued_at)
+        .where(
+            in_queue_by(now) if now is not None else true(),
+            col(Case.status) == CaseStatus.new,
+            col(Case.id) != case.id,
+            or_(
+                col(Case.priority) < case.priority,
+                and_(col(Case.priority) == case.priority, col(Case.queued_at) < case.queued_at),
+                and_(
+                    col(Case.priority) == case.priority,
+                    col(Case.queued_at) == case.queued_at,
+                    col(Case.id) < case.id,
+                ),
+            ),
+        )
     )
     return int(ahead.scalar_one()) + 1
 
 
 # ---------------------------------------------------------------- messages
 
+_CASES = cast(Table, Case.__table__)  # type: ignore[attr-defined]  # set by SQLModel
+_MESSAGES = cast(Table, Message.__table__)  # type: ignore[attr-defined]
+_MESSAGE_COLUMNS = ("id", "case_id", "seq", "client_id", "sender", "staff_id", "body", "created_at")
+# the chat's hot path runs prebuilt Core statements: building one costs more than running it
+_STORE_STATEMENTS: dict[tuple[Sender, bool], _StoreStatement] = {}
+
+
+class CaseClosed(Conflict):
+    code = "ended"
+
 
 async def post_message(
-    session: AsyncSession,
+    session: AsyncSession | AsyncConnection,
     keyring: Keyring,
     clock: Clock,
     *,
@@ -243,10 +300,22 @@ async def post_message(
     client_id: str,
     staff_id: str | None = None,
     cipher: FieldCipher | None = None,
+    if_open: bool = False,
 ) -> tuple[Message, bool]:
-    """Store a message under the next sequence number of its case, encrypted. A message whose
-    `client_id` the case already has is not stored again: the existing one is returned with
-    `False`, so a retried send is acknowledged with the same number."""
+    """Store a message under the next sequence number of its case, encrypted, and update the
+    case's service-level bookkeeping in the same transaction. A message whose `client_id` the
+    case already has is not stored again: the existing one is returned with `False`, so a
+    retried send is acknowledged with the same number. With `if_open`, nothing is stored in a
+    closed case (`CaseClosed`), so a caller need not read the case first.
+
+    This is the chat's hot path, so it runs Core statements, not the unit of work. On
+    PostgreSQL one statement does it all: it locks the case row (so two senders never share a
+    number, and the numbers commit in order), inserts under `last_seq + 1` unless the
+    (case_id, client_id) constraint says the message is there already, and only then bumps the
+    case. So on PostgreSQL the store needs no transaction around it: a connection in
+    autocommit mode (and a `cipher`) will do, one round trip. On SQLite the transaction holds
+    the write lock from its start (`BEGIN IMMEDIATE`), so looking for the client_id first
+    cannot race."""
     text = text.strip()
     if not text:
         raise Invalid("a message cannot be empty")
@@ -254,74 +323,171 @@ async def post_message(
         raise Invalid(f"a message can have at most {MAX_MESSAGE_CHARS} characters")
     if not client_id or len(client_id) > 64:
         raise Invalid("client_id must be 1-64 characters")
-    existing = (
-        await session.execute(
-            select(Message).where(
-                col(Message.case_id) == case_id, col(Message.client_id) == client_id
-            )
-        )
-    ).scalar_one_or_none()
+    if isinstance(session, AsyncSession):
+        if session.new or session.dirty or session.deleted:
+            await session.flush()  # Core statements do not flush the caller's pending changes
+        cipher = cipher or await keyring.cipher(session, case_scope(case_id))
+        dialect = session.get_bind().dialect.name
+    elif cipher is None:
+        raise ValueError("storing over a bare connection needs the case's cipher")
+    else:
+        dialect = session.dialect.name
+    message_id, now = new_id(), clock.now()
+    values: dict[str, Any] = {
+        "id": message_id,
+        "case_id": case_id,
+        "client_id": client_id,
+        "sender": sender.value,
+        "staff_id": staff_id,
+        "body": cipher.encrypt(text, table="messages", row_id=message_id, field="body"),
+        "created_at": now,
+    }
+    seq: int | None
+    if dialect == "postgresql":
+        store = _STORE_STATEMENTS.get((sender, if_open))
+        if store is None:
+            store = _STORE_STATEMENTS[sender, if_open] = _StoreStatement.build(sender, if_open)
+        # parameters named like no column: an UPDATE would take those as values to SET
+        parameters = {f"m_{name}": value for name, value in values.items()}
+        seq = await store.run(session, parameters)
+    else:
+        seq = None
+        if (await _message_by_client_id(session, case_id, client_id)) is None:
+            bumped = update(_CASES).where(_CASES.c.id == case_id)
+            if if_open:
+                bumped = bumped.where(_CASES.c.status != CaseStatus.closed.value)
+            seq = (
+                await session.execute(
+                    bumped.values(
+                        last_seq=_CASES.c.last_seq + 1,
+                        last_activity_at=now,
+                        **_service_level_values(sender, now),
+                    ).returning(_CASES.c.last_seq)
+                )
+            ).scalar_one_or_none()
+            if seq is not None:
+                await session.execute(insert(_MESSAGES).values(seq=seq, **values))
+    if seq is not None:
+        return Message(seq=seq, **values), True
+    # nothing stored: a retry (perhaps one that raced its original), or no open case
+    existing = await _message_by_client_id(session, case_id, client_id)
     if existing is not None:
         return existing, False
-    # the increment takes the case row's lock (PostgreSQL) or the write lock (SQLite): two
-    # senders never get the same number
-    bumped = await session.execute(
-        update(Case)
-        .where(col(Case.id) == case_id)
-        .values(
-            last_seq=col(Case.last_seq) + 1,
-            last_activity_at=clock.now(),
-            **_service_level_values(sender, clock.now()),
-        )
-        .returning(col(Case.last_seq))
-    )
-    seq = bumped.scalar_one_or_none()
-    if seq is None:
+    status = (
+        await session.execute(select(_CASES.c.status).where(_CASES.c.id == case_id))
+    ).scalar_one_or_none()
+    if status is None:
         raise NotFound("no such case")
-    message_id = new_id()
-    cipher = cipher or await keyring.cipher(session, case_scope(case_id))
-    message = Message(
-        id=message_id,
-        case_id=case_id,
-        seq=seq,
-        client_id=client_id,
-        sender=sender.value,
-        staff_id=staff_id,
-        body=cipher.encrypt(text, table="messages", row_id=message_id, field="body"),
-        created_at=clock.now(),
-    )
-    try:
-        async with session.begin_nested():
-            session.add(message)
-    except IntegrityError:  # the same client_id raced in on another connection
-        raced = (
-            await session.execute(
-                select(Message).where(
-                    col(Message.case_id) == case_id, col(Message.client_id) == client_id
-                )
+    if if_open and status == CaseStatus.closed:
+        raise CaseClosed("this conversation has ended")
+    raise Conflict("the message could not be stored; send it again")  # pragma: no cover
+
+
+async def _message_by_client_id(
+    session: AsyncSession | AsyncConnection, case_id: str, client_id: str
+) -> Message | None:
+    row = (
+        await session.execute(
+            select(*(_MESSAGES.c[name] for name in _MESSAGE_COLUMNS)).where(
+                _MESSAGES.c.case_id == case_id, _MESSAGES.c.client_id == client_id
             )
-        ).scalar_one()
-        return raced, False
-    return message, True
+        )
+    ).first()
+    return Message(**row._asdict()) if row is not None else None
 
 
-def _service_level_values(sender: Sender, now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _StoreStatement:
+    """The PostgreSQL store statement, and the same compiled once for asyncpg itself."""
+
+    statement: Select[Any]
+    sql: str | None  # None: run it through SQLAlchemy only
+    order: tuple[str, ...]
+    defaults: dict[str, Any]
+
+    @classmethod
+    def build(cls, sender: Sender, if_open: bool) -> _StoreStatement:
+        statement = _store_statement(sender, if_open)
+        placeholders = {f"m_{name}": None for name in _MESSAGE_COLUMNS if name != "seq"}
+        dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]
+        expanded = statement.compile(dialect=dialect).construct_expanded_state(placeholders)
+        plain = not expanded.processors and expanded.positiontup is not None
+        return cls(
+            statement,
+            expanded.statement if plain else None,
+            tuple(expanded.positiontup or ()),
+            dict(expanded.parameters),
+        )
+
+    async def run(
+        self, session: AsyncSession | AsyncConnection, parameters: dict[str, Any]
+    ) -> int | None:
+        if self.sql is not None and isinstance(session, AsyncConnection):
+            raw = await session.get_raw_connection()
+            if getattr(raw.dbapi_connection, "autocommit", False):
+                # one statement in autocommit mode (the chat's lane): straight to the driver,
+                # which saves SQLAlchemy's execution overhead on every message
+                arguments = [parameters.get(name, self.defaults[name]) for name in self.order]
+                driver = raw.driver_connection
+                assert driver is not None
+                seq: int | None = await driver.fetchval(self.sql, *arguments)
+                return seq
+        seq = (await session.execute(self.statement, parameters)).scalar_one_or_none()
+        return seq
+
+
+def _store_statement(sender: Sender, if_open: bool) -> Select[Any]:
+    """PostgreSQL: lock the case, insert the message under the next number unless its
+    client_id is known, then bump the case; returns the new number, or no row if nothing was
+    stored. (The three parts share one snapshot, so the bump reads the number the insert got
+    from the insert's RETURNING; the lock taken first makes that number the case's next.)"""
+    now = bindparam("m_created_at", type_=_CASES.c.last_activity_at.type)
+    locked = select((_CASES.c.last_seq + 1).label("seq")).where(
+        _CASES.c.id == bindparam("m_case_id", type_=_CASES.c.id.type)
+    )
+    if if_open:
+        locked = locked.where(_CASES.c.status != CaseStatus.closed.value)
+    locked_cte = locked.with_for_update().cte("locked")
+    row = [
+        locked_cte.c.seq if name == "seq" else bindparam(f"m_{name}", type_=_MESSAGES.c[name].type)
+        for name in _MESSAGE_COLUMNS
+    ]
+    stored = (
+        pg_insert(_MESSAGES)
+        .from_select(list(_MESSAGE_COLUMNS), select(*row))
+        .on_conflict_do_nothing(index_elements=[_MESSAGES.c.case_id, _MESSAGES.c.client_id])
+        .returning(_MESSAGES.c.seq, _MESSAGES.c.case_id)
+        .cte("stored")
+    )
+    bumped = (
+        update(_CASES)
+        .where(_CASES.c.id == stored.c.case_id)  # no row stored, nothing bumped
+        .values(last_seq=stored.c.seq, last_activity_at=now, **_service_level_values(sender, now))
+        .returning(_CASES.c.last_seq)
+        .cte("bumped")
+    )
+    return select(bumped.c.last_seq)
+
+
+def _service_level_values(
+    sender: Sender, now: datetime | ColumnElement[datetime]
+) -> dict[str, Any]:
     """What a new message changes in the case's service-level bookkeeping: a victim's message
     starts the wait for an answer (unless one is already waiting) and brings a case that was
     waiting for the victim back into the conversation; a staff message answers everything
-    waiting and may be the first response."""
+    waiting and may be the first response. For Core updates of the cases table."""
     if sender == Sender.victim:
         return {
-            "awaiting_since": func.coalesce(col(Case.awaiting_since), now),
+            "awaiting_since": func.coalesce(_CASES.c.awaiting_since, now),
             "status": sql_case(
-                (col(Case.status) == CaseStatus.waiting_victim, CaseStatus.in_conversation.value),
-                else_=col(Case.status),
+                (_CASES.c.status == CaseStatus.waiting_victim, CaseStatus.in_conversation.value),
+                else_=_CASES.c.status,
             ),
         }
     if sender == Sender.staff:
         return {
             "awaiting_since": None,
-            "first_response_at": func.coalesce(col(Case.first_response_at), now),
+            "first_response_at": func.coalesce(_CASES.c.first_response_at, now),
         }
     return {}
 
@@ -335,20 +501,23 @@ async def messages_after(
     limit: int = 500,
     cipher: FieldCipher | None = None,
 ) -> list[dict[str, Any]]:
-    """The case's messages with `seq > after`, decrypted, as `message` frames (with the
-    case's cipher if the caller holds it already)."""
+    """The case's messages with `seq > after` (at most `limit`), decrypted, as `message`
+    frames (with the case's cipher if the caller holds it already)."""
     rows = (
-        (
-            await session.execute(
-                select(Message)
-                .where(col(Message.case_id) == case_id, col(Message.seq) > after)
-                .order_by(col(Message.seq))
-                .limit(limit)
+        await session.execute(
+            select(
+                _MESSAGES.c.id,
+                _MESSAGES.c.seq,
+                _MESSAGES.c.client_id,
+                _MESSAGES.c.sender,
+                _MESSAGES.c.body,
+                _MESSAGES.c.created_at,
             )
+            .where(_MESSAGES.c.case_id == case_id, _MESSAGES.c.seq > after)
+            .order_by(_MESSAGES.c.seq)
+            .limit(limit)
         )
-        .scalars()
-        .all()
-    )
+    ).all()
     if not rows:
         return []
     cipher = cipher or await keyring.cipher(session, case_scope(case_id), create=False)
@@ -365,12 +534,15 @@ async def messages_after(
     ]
 
 
-async def mark_read(session: AsyncSession, case_id: str, side: Sender, seq: int) -> bool:
-    """Record that `side` has seen everything up to `seq`; False if that was known."""
-    column = col(Case.victim_read_seq) if side == Sender.victim else col(Case.staff_read_seq)
+async def mark_read(
+    session: AsyncSession | AsyncConnection, case_id: str, side: Sender, seq: int
+) -> bool:
+    """Record that `side` has seen everything up to `seq`; False if that was known. (One
+    statement: a connection in autocommit mode will do.)"""
+    column = _CASES.c.victim_read_seq if side == Sender.victim else _CASES.c.staff_read_seq
     result = await session.execute(
-        update(Case)
-        .where(col(Case.id) == case_id, column < seq, col(Case.last_seq) >= seq)
+        update(_CASES)
+        .where(_CASES.c.id == case_id, column < seq, _CASES.c.last_seq >= seq)
         .values({column: seq})
     )
     return bool(result.rowcount) if isinstance(result, CursorResult) else False
@@ -398,27 +570,40 @@ async def claim(session: AsyncSession, clock: Clock, case_id: str, staff_id: str
         if await session.get(Case, case_id) is None:
             raise NotFound("no such case")
         raise AlreadyClaimed("someone else has this case already")
-    await record(
-        session, clock, actor=f"staff:{staff_id}", action="case.claim", target=f"case:{case_id}"
-    )
     case = await session.get(Case, case_id, populate_existing=True)
     assert case is not None
+    await add_event(
+        session,
+        clock,
+        case,
+        actor=f"staff:{staff_id}",
+        kind="claim",
+        action="case.claim",
+        details={"to": staff_id},
+    )
     return case
 
 
 async def end(session: AsyncSession, clock: Clock, case: Case, *, by: str) -> None:
+    """The victim ends their own chat (staff close a case with an outcome instead:
+    `helpline.triage.service.close`). No outcome: staff may still set one later."""
     if case.status == CaseStatus.closed:
         return
-    case.status, case.ended_at = CaseStatus.closed.value, clock.now()
+    case.status, case.ended_at, case.outcome = CaseStatus.closed.value, clock.now(), None
+    case.awaiting_since = None  # nothing is waiting for an answer in a closed case
     await session.flush()
-    await record(session, clock, actor=by, action="case.end", target=f"case:{case.id}")
+    await add_event(
+        session, clock, case, actor=by, kind="end", action="case.end", details={"by": by}
+    )
 
 
 async def reopen(session: AsyncSession, clock: Clock, case: Case) -> None:
     """A victim who writes to an ended conversation is back in the queue."""
     case.status, case.assigned_staff_id, case.ended_at = CaseStatus.new.value, None, None
+    case.claimed_at, case.outcome, case.awaiting_since = None, None, None
     case.queued_at = clock.now()  # in the queue from the moment they came back
     await session.flush()
+    await add_event(session, clock, case, actor="victim", kind="reopen", action="case.reopen")
 
 
 async def delete_case(session: AsyncSession, keyring: Keyring, clock: Clock, case: Case) -> None:
@@ -431,19 +616,35 @@ async def delete_case(session: AsyncSession, keyring: Keyring, clock: Clock, cas
     await record(session, clock, actor="victim", action="case.delete", target=f"case:{case.id}")
 
 
-async def open_cases(session: AsyncSession) -> list[Case]:
-    """Waiting cases first (longest waiting first), then active ones by last activity."""
-    rows = (
-        (await session.execute(select(Case).where(col(Case.status).in_(OPEN_STATUSES))))
-        .scalars()
-        .all()
-    )
-    waiting = sorted(
-        (c for c in rows if c.status == CaseStatus.new), key=lambda c: as_utc(c.queued_at)
-    )
-    active = sorted(
-        (c for c in rows if c.status != CaseStatus.new),
-        key=lambda c: as_utc(c.last_activity_at),
-        reverse=True,
-    )
-    return waiting + active
+async def open_cases(
+    session: AsyncSession,
+    *,
+    channel: str | None = None,
+    category: str | None = None,
+    language: str | None = None,
+    status: str | None = None,
+    assigned_to: str | None = None,
+    unassigned: bool = False,
+    now: datetime | None = None,
+) -> list[Case]:
+    """The queue: open cases, most urgent priority first, then longest in the queue first.
+    Each filter given narrows it (`assigned_to` a staff id, `unassigned` nobody's). With
+    `now`, only the cases in the queue by then (`in_queue_by`: a callback joins it when its
+    first window opens); without, every open case."""
+    query = select(Case).where(col(Case.status).in_(OPEN_STATUSES))
+    if now is not None:
+        query = query.where(in_queue_by(now))
+    if channel is not None:
+        query = query.where(col(Case.channel) == channel)
+    if category is not None:
+        query = query.where(col(Case.category) == category)
+    if language is not None:
+        query = query.where(col(Case.language) == language)
+    if status is not None:
+        query = query.where(col(Case.status) == status)
+    if assigned_to is not None:
+        query = query.where(col(Case.assigned_staff_id) == assigned_to)
+    if unassigned:
+        query = query.where(col(Case.assigned_staff_id).is_(None))
+    query = query.order_by(col(Case.priority), col(Case.queued_at), col(Case.id))
+    return list((await session.execute(query)).scalars().all())

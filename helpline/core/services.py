@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from helpline.core.bus import Bus
 from helpline.core.clock import Clock
@@ -25,3 +26,6 @@ class Services:
     limiter: RateLimiter
     outbox: OutboxWorker
     scheduler: Scheduler
+    # per-instance parts that domain packages start in `running_services` (core knows none of
+    # them by type), e.g. the console's presence registry under "presence"
+    extras: dict[str, Any] = field(default_factory=dict)

@@ -202,7 +202,9 @@ async def test_nobody_reads_a_case_that_is_not_theirs(server: LiveServer, db: Da
             assert (await anonymous.post("/api/chat/end")).status_code == 401
         # state-changing staff calls need the CSRF token
         no_csrf = await owner.http.post(
-            f"/api/staff/cases/{case_id}/end", headers={"Origin": server.url}
+            f"/api/staff/cases/{case_id}/close",
+            headers={"Origin": server.url},
+            json={"outcome": "advice_only"},
         )
         assert no_csrf.status_code == 403
     finally:
@@ -228,8 +230,10 @@ async def test_the_victim_hears_who_joins_and_the_staff_hear_when_it_ends(
         case_id = await agent.claim(victim.reference)
         await victim_chat.wait_for(lambda f: f["type"] == "joined")
         staff_chat = await agent.chat(server.ws_url, case_id)
-        ended = await agent.post(f"/api/staff/cases/{case_id}/end")
-        assert ended.json() == {"status": "closed"}
+        ended = await agent.post(
+            f"/api/staff/cases/{case_id}/close", json={"outcome": "advice_only"}
+        )
+        assert (ended.json()["status"], ended.json()["outcome"]) == ("closed", "advice_only")
         assert (await victim_chat.wait_for(lambda f: f["type"] == "ended"))["by"] == "staff"
         # staff cannot write to an ended chat; the victim can, and is back in the queue
         await staff_chat.send({"type": "send", "client_id": "late", "text": "nog iets"})

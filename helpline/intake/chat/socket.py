@@ -1,29 +1,39 @@
 """The chat websocket, for victims and staff alike (protocol: docs/api/chat.md).
 
 Every message is stored (encrypted, under the case's next sequence number) and committed
-before it is acknowledged. Frames reach the other side by the doorbell pattern: the bus says
-"something new in case X", and each connection reads what it has not sent yet from the
-database, in sequence order. So a connection never skips or repeats a message, whether the
-notification came from this instance, another one, or (when Redis is down) a periodic look.
+before it is acknowledged. Then the bus rings "message `seq` in case X", and the ring carries
+the stored message as it is in the database: encrypted under the case key (never the text:
+the bus may be Redis). Each connection sends a message frame only for the very next number it
+owes its client, decrypting the ring's copy with the case key it holds; on any gap (a missed
+or reordered ring, a reconnect, a ring without the message) it reads everything it has not
+sent from the database, in order. So a connection never skips or repeats a message, whether
+the ring came from this instance, another one, or (when Redis is down) a periodic look.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from starlette.routing import BaseRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from helpline.cases import service
-from helpline.cases.models import Case, CaseStatus, Sender
+from helpline.cases.models import Case, CaseStatus, Message, Sender
 from helpline.core.audit import record
-from helpline.core.crypto import FieldCipher, KeyShredded, case_scope
-from helpline.core.errors import HelplineError
+from helpline.core.bus import Subscription
+from helpline.core.clock import as_utc
+from helpline.core.crypto import DecryptionError, FieldCipher, KeyShredded, case_scope
+from helpline.core.db import Database
+from helpline.core.errors import HelplineError, NotFound
 from helpline.core.http import CheckedInHandshake, services, websocket_route
 from helpline.core.services import Services
 
@@ -31,6 +41,12 @@ log = logging.getLogger("helpline.chat")
 
 HELLO_TIMEOUT = 10.0
 FALLBACK_POLL = 5.0  # how often to look in the database when the bus is down
+READ_BATCH = 500  # messages per database read when catching up
+LANE_SIZE = 8  # connections the chat keeps for storing messages (PostgreSQL)
+# the console hears "something happened" at most this often per connection (seconds): a burst
+# of messages is one notice at once and one at the end, not a queue refetch per message
+ACTIVITY_INTERVAL = 0.5
+LANE_KEY = "chat-lane"
 MAX_FRAME = 16_000
 STAFF_CAN_OPEN_ANY = ("supervisor", "admin")
 
@@ -41,6 +57,75 @@ class Refused(Exception):
     pass
 
 
+class MessageLane:
+    """A few database connections that the chat keeps checked out of the pool, in autocommit
+    mode, while chats are open on this instance (PostgreSQL only). Storing a message is one
+    statement (`service.post_message`), so over these it costs one round trip: no check-out
+    with its ping, no BEGIN, no COMMIT. When the last chat closes, they go back to the pool."""
+
+    def __init__(self, db: Database, size: int = LANE_SIZE) -> None:
+        self.db = db
+        self.users = 0
+        self.idle: list[AsyncConnection] = []
+        self.slots = asyncio.Semaphore(size)
+
+    def join(self) -> None:
+        self.users += 1
+
+    async def leave(self) -> None:
+        self.users -= 1
+        while not self.users and self.idle:
+            await self.idle.pop().close()
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        async with self.slots:
+            if self.idle:
+                connection = self.idle.pop()
+            else:
+                connection = await self.db.engine.connect()
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+            healthy = True
+            try:
+                yield connection
+            except HelplineError:
+                raise  # a refusal; the connection is fine
+            except BaseException:
+                healthy = False  # perhaps cut off half-way through a statement
+                with contextlib.suppress(Exception):
+                    await connection.invalidate()
+                raise
+            finally:
+                if healthy and self.users:
+                    if connection.in_transaction():
+                        await connection.commit()  # sends nothing in autocommit mode
+                    self.idle.append(connection)
+                else:
+                    with contextlib.suppress(Exception):
+                        await connection.close()
+
+
+def _lane(found: Services) -> MessageLane | None:
+    if not found.db.is_postgresql:
+        return None  # SQLite stores inside a transaction holding the write lock
+    lane = found.extras.get(LANE_KEY)
+    if not isinstance(lane, MessageLane):
+        lane = found.extras[LANE_KEY] = MessageLane(found.db)
+    return lane
+
+
+@contextlib.asynccontextmanager
+async def _one_statement(found: Services) -> AsyncIterator[AsyncSession | AsyncConnection]:
+    """Where to run work that is one statement: the lane if there is one, else a transaction."""
+    lane = found.extras.get(LANE_KEY)
+    if isinstance(lane, MessageLane) and lane.users:
+        async with lane.connection() as connection:
+            yield connection
+    else:
+        async with found.db.transaction() as session:
+            yield session
+
+
 @dataclass
 class Participant:
     case_id: str
@@ -48,7 +133,7 @@ class Participant:
     staff_id: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)  # thousands of these: no __dict__ each
 class Connection:
     websocket: WebSocket
     services: Services
@@ -58,6 +143,27 @@ class Connection:
     # every bus message for this connection, from all its channels: one queue, no task each
     inbox: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(1000))
     cipher: FieldCipher | None = None  # the case's, once unwrapped: not again on every read
+    subscriptions: list[Subscription] = field(default_factory=list)
+    dropped: int = 0  # rings the inbox had no room for, as far as handled
+    activity_at: float = -ACTIVITY_INTERVAL  # (loop time) the last notice to the consoles
+    activity_pending: bool = False  # something happened since that notice
+
+    async def note_activity(self, *, flush: bool = False) -> None:
+        """Tell the consoles that this case has news: now, unless they were told less than
+        ACTIVITY_INTERVAL ago; then the writer tells them when the interval is over (the
+        sender's own ring wakes it), or the connection does as it closes (`flush`)."""
+        now = asyncio.get_running_loop().time()
+        if flush or now - self.activity_at >= ACTIVITY_INTERVAL:
+            self.activity_at, self.activity_pending = now, False
+            await self.services.bus.publish(service.ACTIVITY_CHANNEL, {"type": "queue_changed"})
+        else:
+            self.activity_pending = True
+
+    def activity_due_in(self) -> float | None:
+        if not self.activity_pending:
+            return None
+        elapsed = asyncio.get_running_loop().time() - self.activity_at
+        return max(0.0, ACTIVITY_INTERVAL - elapsed)
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self.lock:
@@ -66,6 +172,54 @@ class Connection:
     async def send_new_messages(self) -> None:
         """Send every stored message this connection has not sent yet, in order."""
         async with self.lock:
+            await self._send_from_database()
+
+    async def deliver(self, ring: dict[str, Any]) -> None:
+        """Pass on the message a ring announces: from the ring itself if it is the next one
+        this connection owes, else (a gap, or a ring without the message) from the database."""
+        async with self.lock:
+            seq = ring.get("seq")
+            if isinstance(seq, int) and seq <= self.last_sent:
+                return  # sent already (read from the database on an earlier gap)
+            frame = self._frame_from_ring(ring) if seq == self.last_sent + 1 else None
+            if frame is None:
+                await self._send_from_database()
+                return
+            await self.websocket.send_text(json.dumps(frame))
+            self.last_sent = frame["seq"]
+
+    def _frame_from_ring(self, ring: dict[str, Any]) -> dict[str, Any] | None:
+        if self.cipher is None or not isinstance(ring.get("body"), str):
+            return None
+        try:
+            text = self.cipher.decrypt_text(
+                base64.b64decode(ring["body"], validate=True),
+                table="messages",
+                row_id=str(ring["id"]),
+                field="body",
+            )
+            return {
+                "type": "message",
+                "seq": ring["seq"],
+                "client_id": str(ring["client_id"]),
+                "from": str(ring["from"]),
+                "text": text,
+                "at": str(ring["at"]),
+            }
+        except (KeyError, ValueError, binascii.Error, DecryptionError):
+            return None  # not what we rang: the database has the message
+
+    def rings_were_dropped(self) -> bool:
+        """True once for every time the inbox overflowed since the last call."""
+        dropped = sum(s.dropped for s in self.subscriptions)
+        if dropped == self.dropped:
+            return False
+        self.dropped = dropped
+        return True
+
+    async def _send_from_database(self) -> None:
+        # the caller holds the lock
+        while True:
             async with self.services.db.transaction() as session:
                 if self.cipher is None:
                     with contextlib.suppress(KeyShredded):  # no key before the first message
@@ -77,11 +231,28 @@ class Connection:
                     self.services.keyring,
                     self.who.case_id,
                     self.last_sent,
+                    limit=READ_BATCH,
                     cipher=self.cipher,
                 )
             for frame in frames:
                 await self.websocket.send_text(json.dumps(frame))
                 self.last_sent = frame["seq"]
+            if len(frames) < READ_BATCH:
+                return
+
+
+def message_ring(message: Message) -> dict[str, Any]:
+    """The ring for a stored message: all a connection needs to send it without reading the
+    database, the text encrypted as stored (the ring may travel through Redis)."""
+    return {
+        "type": "message",
+        "seq": message.seq,
+        "id": message.id,
+        "client_id": message.client_id,
+        "from": message.sender,
+        "at": as_utc(message.created_at).isoformat(),
+        "body": base64.b64encode(message.body).decode(),
+    }
 
 
 async def _identify(websocket: WebSocket, hello: dict[str, Any]) -> Participant:
@@ -118,7 +289,7 @@ async def _welcome(connection: Connection) -> None:
     async with found.db.transaction() as session:
         case = await session.get(Case, who.case_id)
         assert case is not None
-        position = await service.queue_position(session, case)
+        position = await service.queue_position(session, case, now=found.clock.now())
     await connection.send(
         {
             "type": "welcome",
@@ -155,43 +326,63 @@ def _queue_frame(found: Services, position: int) -> dict[str, Any]:
 
 async def _handle_send(connection: Connection, frame: dict[str, Any]) -> None:
     found, who = connection.services, connection.who
+    text, client_id = str(frame.get("text", "")), str(frame.get("client_id", ""))
+    stored: tuple[Message, bool] | None = None
     reopened = False
-    async with found.db.transaction() as session:
-        case = await session.get(Case, who.case_id)
-        if case is None:
-            await connection.send({"type": "deleted"})
-            return
-        if case.status == CaseStatus.closed:
-            if who.side != Sender.victim:
-                await connection.send(
-                    {"type": "error", "code": "ended", "client_id": frame.get("client_id")}
+    if connection.cipher is not None:
+        # the common case, one round trip: store unless the case is closed or gone
+        with contextlib.suppress(service.CaseClosed, NotFound):
+            async with _one_statement(found) as session:
+                stored = await service.post_message(
+                    session,
+                    found.keyring,
+                    found.clock,
+                    case_id=who.case_id,
+                    sender=who.side,
+                    text=text,
+                    client_id=client_id,
+                    staff_id=who.staff_id,
+                    cipher=connection.cipher,
+                    if_open=True,
                 )
+    if stored is None:  # the first message (no key yet), or the case is closed or gone
+        async with found.db.transaction() as session:
+            case = await session.get(Case, who.case_id)
+            if case is None:
+                await connection.send({"type": "deleted"})
                 return
-            await service.reopen(session, found.clock, case)
-            reopened = True
-        message, created = await service.post_message(
-            session,
-            found.keyring,
-            found.clock,
-            case_id=who.case_id,
-            sender=who.side,
-            text=str(frame.get("text", "")),
-            client_id=str(frame.get("client_id", "")),
-            staff_id=who.staff_id,
-            cipher=connection.cipher,
-        )
-        if connection.cipher is None:  # the first message made the case's key: keep it
-            connection.cipher = await found.keyring.cipher(session, case_scope(who.case_id))
-        seq = message.seq
-    # committed: now acknowledge, and ring the bell for everyone (this connection included)
-    await connection.send({"type": "ack", "client_id": message.client_id, "seq": seq})
-    rung = created and await found.bus.publish(
-        service.channel(who.case_id), {"type": "message", "seq": seq}
-    )
-    if not rung:  # a retry, or the bus is down: this connection still shows it
-        connection.inbox.put_nowait({"type": "message"})
+            if case.status == CaseStatus.closed:
+                if who.side != Sender.victim:
+                    await connection.send(
+                        {"type": "error", "code": "ended", "client_id": client_id}
+                    )
+                    return
+                await service.reopen(session, found.clock, case)
+                reopened = True
+            stored = await service.post_message(
+                session,
+                found.keyring,
+                found.clock,
+                case_id=who.case_id,
+                sender=who.side,
+                text=text,
+                client_id=client_id,
+                staff_id=who.staff_id,
+                cipher=connection.cipher,
+            )
+            if connection.cipher is None:  # the first message made the case's key: keep it
+                connection.cipher = await found.keyring.cipher(session, case_scope(who.case_id))
+    message, created = stored
+    # committed: now acknowledge, and ring for everyone (this connection included)
+    await connection.send({"type": "ack", "client_id": message.client_id, "seq": message.seq})
+    # a retry rings again: its first ring may never have gone out (the sender's connection
+    # dropped between the commit and the ring), and connections that have it skip it
+    ring = message_ring(message)
+    if not await found.bus.publish(service.channel(who.case_id), ring):
+        with contextlib.suppress(asyncio.QueueFull):  # the bus is down: show it here at least
+            connection.inbox.put_nowait(ring)
     if created:
-        await found.bus.publish(service.ACTIVITY_CHANNEL, {"type": "queue_changed"})
+        await connection.note_activity()
     if reopened:
         await found.bus.publish(service.QUEUE_CHANNEL, {"type": "queue_changed"})
 
@@ -201,7 +392,7 @@ async def _handle_read(connection: Connection, frame: dict[str, Any]) -> None:
     seq = frame.get("seq")
     if not isinstance(seq, int) or seq < 1:
         return
-    async with found.db.transaction() as session:
+    async with _one_statement(found) as session:
         changed = await service.mark_read(session, who.case_id, who.side, seq)
     if changed:
         await found.bus.publish(
@@ -246,24 +437,29 @@ async def _reader(connection: Connection) -> None:
 
 
 async def _writer(connection: Connection) -> None:
-    """Forward what happens in the case; fetch new messages from the database on each bell
-    (several bells waiting at once cost one read)."""
+    """Forward what happens in the case, in the order it was heard."""
     found = connection.services
     inbox = connection.inbox
     while True:
+        due = connection.activity_due_in()
         try:
-            event = await asyncio.wait_for(inbox.get(), FALLBACK_POLL)
+            async with asyncio.timeout(FALLBACK_POLL if due is None else due):
+                event = await inbox.get()
         except TimeoutError:
-            if not found.bus.healthy:  # the bus may have lost bells: look for ourselves
+            if due is not None:
+                await connection.note_activity()
+            elif not found.bus.healthy:  # the bus may have lost rings: look for ourselves
                 await connection.send_new_messages()
             continue
         events = [event]
-        while not inbox.empty():  # take everything waiting: many bells, one read
+        while not inbox.empty():
             events.append(inbox.get_nowait())
-        if any(e.get("type") == "message" for e in events):
+        if connection.rings_were_dropped():  # a ring that never came leaves no gap to see
             await connection.send_new_messages()
         for waiting in events:
-            if not await _forward(connection, waiting):
+            if waiting.get("type") == "message":
+                await connection.deliver(waiting)
+            elif not await _forward(connection, waiting):
                 return
 
 
@@ -277,7 +473,9 @@ async def _forward(connection: Connection, event: dict[str, Any]) -> bool:
     elif kind == "queue_changed" and who.side == Sender.victim:
         async with found.db.transaction() as session:
             case = await session.get(Case, who.case_id)
-            position = await service.queue_position(session, case) if case else None
+            position = (
+                await service.queue_position(session, case, now=found.clock.now()) if case else None
+            )
         if position is not None:
             await connection.send(_queue_frame(found, position))
     elif kind in ("joined", "ended"):
@@ -310,13 +508,21 @@ async def chat_socket(websocket: WebSocket) -> None:
     found = services(websocket)
     connection = Connection(websocket, found, who, last_sent=after)
     async with contextlib.AsyncExitStack() as stack:
+        lane = _lane(found)
+        if lane is not None:
+            lane.join()
+            stack.push_async_callback(lane.leave)
         # subscribe before reading the backlog: nothing can fall between the two
-        await stack.enter_async_context(
-            found.bus.subscribe(service.channel(who.case_id), queue=connection.inbox)
+        connection.subscriptions.append(
+            await stack.enter_async_context(
+                found.bus.subscribe(service.channel(who.case_id), queue=connection.inbox)
+            )
         )
         if who.side == Sender.victim:
-            await stack.enter_async_context(
-                found.bus.subscribe(service.QUEUE_CHANNEL, queue=connection.inbox)
+            connection.subscriptions.append(
+                await stack.enter_async_context(
+                    found.bus.subscribe(service.QUEUE_CHANNEL, queue=connection.inbox)
+                )
             )
         await _welcome(connection)
         tasks = [
@@ -335,6 +541,9 @@ async def chat_socket(websocket: WebSocket) -> None:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if connection.activity_pending:
+                with contextlib.suppress(Exception):  # the app may be stopping
+                    await connection.note_activity(flush=True)
 
 
 def chat_socket_routes() -> list[BaseRoute]:
