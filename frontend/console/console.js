@@ -5,44 +5,134 @@ import { $ } from './dom.js';
 import { Auth } from './auth.js';
 import { Queue } from './queue.js';
 import { Panes } from './panes.js';
+import { ConsoleLive, Presence, Announcer } from './live.js';
+import { loadVocabulary, forgetVocabulary } from './vocab.js';
+import { refreshTimers } from './sla.js';
+import { TeamView } from './supervisor.js';
+import { CannedEditor } from './cannededit.js';
 
-const state = { me: null, queue: null, panes: null, auth: null };
+const SUPERVISOR_ROLES = new Set(['supervisor', 'admin']);
+const MAIN_STORE = 'helpline.console.main';
 
-function showConsole(me) {
+const state = { me: null, queue: null, panes: null, auth: null, live: null, presence: null, team: null, canned: null };
+
+async function showConsole(me) {
   state.me = me;
   $('#me-name').textContent = me.display_name || me.username || '';
   setT($('#me-role'), `role.${me.role}`);
   $('#view-auth').hidden = true;
+  $('#boot').hidden = false;
+  let vocab;
+  try {
+    vocab = await loadVocabulary();
+  } catch (e) {
+    $('#boot').hidden = true;
+    if (e instanceof ApiError && e.status === 401) state.auth.show('login', 'login.error.expired');
+    return;
+  }
+  if (state.me !== me) return; // logged out meanwhile
+  $('#boot').hidden = true;
   $('#view-console').hidden = false;
+
+  const live = new ConsoleLive({ hooks: { onCheckSession: () => checkSession() } });
+  const presence = new Presence(me);
+  const announcer = new Announcer($('#announcer'));
+  live.on('open', () => presence.reset());
+  live.on('presence', (f) => presence.update(f));
   const panes = new Panes({
     me,
+    vocab,
+    presence,
+    live,
     hooks: {
       onSessionLost: () => sessionLost(),
       onCheckSession: () => checkSession(),
       onQueueHint: () => state.queue && state.queue.refresh(),
-      // a pane opened or closed: the queue's "Open"/"Show" buttons follow
-      onChanged: () => state.queue && state.queue.render(),
+      onNotice: (key, vars) => state.queue && state.queue.notice(key, vars),
+      // a pane opened or closed: the queue's "Open"/"Show" buttons follow, and so does presence
+      onChanged: () => {
+        if (state.queue) state.queue.render();
+        live.setViewing(state.panes ? [...state.panes.panes.keys()] : []);
+      },
     },
   });
   const queue = new Queue({
     me,
     panes,
+    live,
+    presence,
+    vocab,
+    announcer,
     hooks: { onSessionLost: () => sessionLost(), onCheckSession: () => checkSession() },
   });
-  state.panes = panes;
-  state.queue = queue;
+  Object.assign(state, { panes, queue, live, presence });
   queue.start();
   panes.restore();
-  if (!panes.active) $('#queue-title').focus();
+  live.setViewing([...panes.panes.keys()]);
+  live.start();
+
+  const supervisor = SUPERVISOR_ROLES.has(me.role);
+  $('#views').hidden = !supervisor;
+  if (supervisor) {
+    state.team = new TeamView({ me, live, presence,
+      hooks: { onSessionLost: () => sessionLost(), cases: () => (state.queue ? state.queue.cases : []) } }); // prettier-ignore
+    state.canned = new CannedEditor({ hooks: { onSessionLost: () => sessionLost() } });
+  }
+  let main = 'work';
+  try {
+    main = sessionStorage.getItem(MAIN_STORE) || 'work';
+  } catch {
+    main = 'work';
+  }
+  showMain(supervisor ? main : 'work', false);
+  if (!panes.active && main === 'work') $('#queue-title').focus();
+}
+
+/** The console's main views: the work (queue + panes), the team, the canned responses. */
+function showMain(name, focus) {
+  const views = { work: null, team: state.team, canned: state.canned };
+  if (!(name in views) || (name !== 'work' && !views[name])) name = 'work';
+  const shell = $('#view-console');
+  shell.dataset.main = name;
+  $('#view-team').hidden = name !== 'team';
+  $('#view-canned').hidden = name !== 'canned';
+  for (const btn of document.querySelectorAll('.view-btn')) {
+    if (btn.dataset.main === name) btn.setAttribute('aria-current', 'page');
+    else btn.removeAttribute('aria-current');
+  }
+  for (const [key, view] of Object.entries(views)) {
+    if (!view) continue;
+    if (key === name) view.show();
+    else view.hide();
+  }
+  try {
+    sessionStorage.setItem(MAIN_STORE, name);
+  } catch {
+    /* not remembered */
+  }
+  if (focus) {
+    const heading = { work: '#queue-title', team: '#team-title', canned: '#canned-view-title' }[name];
+    $(heading).focus();
+  }
 }
 
 function teardown({ forget }) {
   if (state.queue) state.queue.stop();
   if (state.panes) state.panes.destroy({ forget });
-  state.queue = null;
-  state.panes = null;
-  state.me = null;
+  if (state.live) state.live.stop();
+  if (state.presence) state.presence.destroy();
+  if (state.team) state.team.destroy();
+  Object.assign(state, { queue: null, panes: null, live: null, presence: null, team: null, canned: null, me: null });
+  forgetVocabulary();
   $('#view-console').hidden = true;
+  $('#views').hidden = true;
+  if (forget) {
+    try {
+      sessionStorage.removeItem(MAIN_STORE);
+    } catch {
+      /* nothing */
+    }
+  }
 }
 
 /** The session is gone (expired, idle timeout, logged out elsewhere): back to the login form. */
@@ -88,6 +178,7 @@ function wireLanguage() {
       }
       for (const b of document.querySelectorAll('.lang-switch')) b.setAttribute('lang', currentLang() === 'nl' ? 'en' : 'nl');
       if (state.queue) state.queue.updateTimes();
+      refreshTimers();
     });
     btn.setAttribute('lang', currentLang() === 'nl' ? 'en' : 'nl');
   }
@@ -103,6 +194,9 @@ async function boot() {
   wireLanguage();
   state.auth = new Auth({ onDone: (me) => showConsole(me) });
   $('#logout').addEventListener('click', logout);
+  for (const btn of document.querySelectorAll('.view-btn')) {
+    btn.addEventListener('click', () => showMain(btn.dataset.main, true));
+  }
   let me = null;
   let failed = false;
   try {

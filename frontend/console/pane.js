@@ -1,10 +1,21 @@
-// One open conversation: its own /ws/chat socket, messages in seq order exactly once,
-// unacked sends kept in memory and re-sent until acked.
+// One open case: its header (priority, status, SLA, who else has it open), triage controls and
+// the case actions (transfer, release, close); the handover note first when there is one; then
+// tabs for the conversation, the private notes and the timeline. The conversation has its own
+// /ws/chat socket: messages in seq order exactly once, unacked sends kept and re-sent until acked.
 import { api, ApiError } from './api.js';
 import { setT, has } from './strings.js';
 import { h, uuid, wsUrl, Backoff, confirmDialog } from './dom.js';
 import { MessageList } from './messages.js';
 import { EvidenceSection } from './evidence.js';
+import { TriageBar } from './triage.js';
+import { HandoverBanner } from './handover.js';
+import { NotesPanel } from './notes.js';
+import { TimelinePanel } from './timeline.js';
+import { CannedPicker } from './canned.js';
+import { closeDialog, transferDialog, errorKey } from './dialogs.js';
+import { priorityBadge, flagBadges, codeLabel } from './badges.js';
+import { slaTimer } from './sla.js';
+import { referralText } from './vocab.js';
 
 const RETRY_MS = 4000; // re-send an unacked message after this long
 const TYPING_SEND_MS = 2000; // at most one typing frame per 2 s
@@ -12,15 +23,22 @@ const TYPING_SHOW_MS = 5000; // hide the victim's typing indicator after this
 const PING_MS = 25000;
 const STALE_MS = 65000; // nothing heard for this long: the socket is dead, reconnect
 const MAX_TEXT = 4000;
+const TABS = ['conversation', 'notes', 'timeline'];
 
 let counter = 0;
 
 export class ChatPane {
-  constructor({ info, me, hooks }) {
+  /**
+   * info: what is known of the case (a queue row, or a claim answer); me: GET /api/staff/me;
+   * vocab: the Vocabulary; presence: who has which case open; hooks: see Panes.open.
+   */
+  constructor({ info, me, vocab, presence, hooks }) {
     this.id = info.id;
-    this.info = info;
+    this.info = { ...info };
     this.reference = info.reference || '';
     this.me = me;
+    this.vocab = vocab;
+    this.presence = presence;
     this.hooks = hooks;
     this.status = null;
     this.lastSeq = 0; // highest seq received as a message frame: the "after" of the next hello
@@ -38,11 +56,15 @@ export class ChatPane {
     this.backoff = new Backoff(500, 10000);
     this.lastTypingSent = 0;
     this.lastFrameAt = 0;
+    this.currentTab = 'conversation';
     this.build();
-    this.setStatus(info.status || 'waiting');
+    this.setStatus(info.status || 'new');
+    this.updateInfo(this.info); // a handover note shows only from the case's own answer
     this.connect();
+    this.loadCase();
     this.retryTimer = setInterval(() => this.retryPending(), 1000);
     this.pingTimer = setInterval(() => this.ping(), PING_MS);
+    this.offPresence = presence.onChange(() => this.showViewers());
   }
 
   get mine() {
@@ -50,19 +72,45 @@ export class ChatPane {
     return Boolean(a && a.id === this.me.id);
   }
 
+  get supervisor() {
+    return this.me.role === 'supervisor' || this.me.role === 'admin';
+  }
+
+  get base() {
+    return `/api/staff/cases/${encodeURIComponent(this.id)}`;
+  }
+
+  // --- building ----------------------------------------------------------------------------
+
   build() {
     const n = ++counter;
     const ref = { ref: this.reference };
+    const sessionLost = () => this.hooks.onSessionLost();
     this.refEl = h('span', { class: 'ref', text: this.reference });
+    this.prioEl = h('span', { class: 'pane-prio' });
     this.statusEl = h('span', { class: 'status' });
     this.unreadEl = h('span', { class: 'badge unread', hidden: true });
     this.connEl = h('span', { class: 'conn', role: 'status' });
     this.metaEl = h('p', { class: 'pane-meta' });
-    this.endBtn = h('button', { type: 'button', class: 'btn btn-quiet-danger end-chat', i18n: 'pane.end',
-      onclick: () => this.endChat() }); // prettier-ignore
+    this.flagsEl = h('div', { class: 'pane-flags' });
+    this.viewersEl = h('p', { class: 'viewers pane-viewers', role: 'status', 'aria-live': 'polite', hidden: true });
     this.closeBtn = h('button', { type: 'button', class: 'btn btn-icon close-pane', 'i18n-aria-label': ['pane.close', ref],
       'i18n-title': ['pane.close', ref], onclick: () => this.requestClose() }, '\u00d7'); // prettier-ignore
+
+    // the case actions
+    this.triage = new TriageBar({ pane: this, vocab: this.vocab,
+      hooks: { onCase: (c, answer) => this.onTriaged(c, answer), onSessionLost: sessionLost } }); // prettier-ignore
+    this.transferBtn = h('button', { type: 'button', class: 'btn transfer', i18n: 'case.transfer', onclick: () => this.transfer() });
+    this.releaseBtn = h('button', { type: 'button', class: 'btn release', i18n: 'case.release', onclick: () => this.release() });
+    this.closeCaseBtn = h('button', { type: 'button', class: 'btn btn-quiet-danger close-case', i18n: 'case.close',
+      onclick: () => this.closeCase() }); // prettier-ignore
+    this.paneMsg = h('p', { class: 'pane-msg', role: 'status', hidden: true });
+
     this.bannerEl = h('p', { class: 'pane-banner', role: 'status', hidden: true });
+    this.handover = new HandoverBanner({ pane: this,
+      hooks: { onSeen: () => this.handoverSeen(), onSessionLost: sessionLost } }); // prettier-ignore
+
+    // the conversation
     this.list = h('ol', { class: 'messages', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions',
       'aria-busy': 'true', tabindex: '0', 'i18n-aria-label': ['pane.messages', ref] }); // prettier-ignore
     this.msgs = new MessageList(this.list, (clientId) => this.sentIds.has(clientId) || this.mine);
@@ -71,18 +119,48 @@ export class ChatPane {
     this.reply = h('textarea', { class: 'reply', id: rid, rows: '2', maxlength: String(MAX_TEXT),
       'i18n-placeholder': 'pane.reply_placeholder', 'aria-describedby': `pane-${n}-hint` }); // prettier-ignore
     this.sendBtn = h('button', { type: 'submit', class: 'btn btn-primary send', i18n: 'pane.send' });
+    this.canned = new CannedPicker({ pane: this, reply: this.reply,
+      hooks: { onSessionLost: sessionLost, onInserted: () => this.fitReply() } }); // prettier-ignore
     this.form = h('form', { class: 'reply-form', onsubmit: (e) => { e.preventDefault(); this.sendFromBox(); } },
       h('label', { for: rid, class: 'sr-only', i18n: ['pane.reply_label', ref] }),
       this.reply, this.sendBtn,
-      h('p', { class: 'hint', id: `pane-${n}-hint`, i18n: 'pane.reply_hint' })); // prettier-ignore
-    this.evidence = new EvidenceSection({ pane: this, me: this.me,
-      hooks: { onSessionLost: () => this.hooks.onSessionLost() } }); // prettier-ignore
-    this.titleEl = h('h2', { class: 'pane-title', id: `pane-${n}-title` }, this.refEl, this.statusEl, this.unreadEl);
+      h('div', { class: 'reply-tools' }, this.canned.toggle,
+        h('p', { class: 'hint', id: `pane-${n}-hint`, i18n: 'pane.reply_hint' }))); // prettier-ignore
+    this.evidence = new EvidenceSection({ pane: this, me: this.me, hooks: { onSessionLost: sessionLost } });
+    this.notes = new NotesPanel({ pane: this, hooks: { onSessionLost: sessionLost, onAdded: () => this.refreshPanels() } });
+    this.timeline = new TimelinePanel({ pane: this, hooks: { onSessionLost: sessionLost } });
+
+    // the tabs: conversation, notes, timeline
+    this.tabButtons = new Map();
+    this.panels = new Map();
+    const tablist = h('div', { class: 'pane-tabs', role: 'tablist', 'i18n-aria-label': ['pane.tabs', ref] });
+    const contents = {
+      conversation: [this.list, this.typingEl, this.canned.el, this.form],
+      notes: [this.notes.el],
+      timeline: [this.timeline.el],
+    };
+    for (const name of TABS) {
+      const tid = `pane-${n}-tab-${name}`;
+      const pid = `pane-${n}-panel-${name}`;
+      const btn = h('button', { type: 'button', role: 'tab', id: tid, class: `pane-tab pane-tab-${name}`, 'data-tab': name,
+        'aria-controls': pid, i18n: `pane.tab.${name}`, onclick: () => this.showTab(name, true) }); // prettier-ignore
+      btn.addEventListener('keydown', (e) => this.tabKey(e, name));
+      const panel = h('div', { role: 'tabpanel', id: pid, class: `tabpanel tabpanel-${name}`, 'aria-labelledby': tid },
+        ...contents[name]); // prettier-ignore
+      this.tabButtons.set(name, btn);
+      this.panels.set(name, panel);
+      tablist.append(btn);
+    }
+
+    this.titleEl = h('h2', { class: 'pane-title', id: `pane-${n}-title` }, this.prioEl, this.refEl, this.statusEl, this.unreadEl);
     this.el = h('section', { class: 'pane', 'data-case-id': this.id, 'aria-labelledby': `pane-${n}-title` },
       h('header', { class: 'pane-head' },
-        h('div', { class: 'pane-head-text' }, this.titleEl, this.metaEl),
-        this.connEl, this.evidence.toggle, this.endBtn, this.closeBtn),
-      this.bannerEl, this.evidence.banner, this.evidence.el, this.list, this.typingEl, this.form); // prettier-ignore
+        h('div', { class: 'pane-head-text' }, this.titleEl, this.metaEl, this.flagsEl, this.viewersEl),
+        this.connEl, this.closeBtn),
+      h('div', { class: 'pane-actions', role: 'group', 'i18n-aria-label': ['pane.actions', ref] },
+        this.triage.toggle, this.evidence.toggle, this.transferBtn, this.releaseBtn, this.closeCaseBtn),
+      this.triage.el, this.paneMsg, this.bannerEl, this.handover.el, this.evidence.banner, this.evidence.el,
+      tablist, ...this.panels.values()); // prettier-ignore
     this.reply.addEventListener('keydown', (e) => {
       if (e.key === 'Enter' && !e.shiftKey && !e.altKey && !e.isComposing) {
         e.preventDefault();
@@ -95,28 +173,235 @@ export class ChatPane {
     });
     this.el.addEventListener('focusin', () => this.hooks.onFocus(this));
     this.evidence.applyMinor();
-    this.updateMeta();
+    this.showTab('conversation', false);
   }
 
+  // --- tabs ----------------------------------------------------------------------------------
+
+  showTab(name, focus) {
+    this.currentTab = name;
+    for (const [t, btn] of this.tabButtons) {
+      const on = t === name;
+      btn.setAttribute('aria-selected', String(on));
+      btn.tabIndex = on ? 0 : -1;
+      this.panels.get(t).hidden = !on;
+    }
+    this.el.dataset.tab = name;
+    if (name === 'notes') this.notes.load();
+    if (name === 'timeline') this.timeline.load();
+    if (name === 'conversation') this.refreshSeen();
+    if (focus) this.tabButtons.get(name).focus();
+  }
+
+  tabKey(e, name) {
+    const i = TABS.indexOf(name);
+    let next = null;
+    if (e.key === 'ArrowRight') next = TABS[(i + 1) % TABS.length];
+    else if (e.key === 'ArrowLeft') next = TABS[(i + TABS.length - 1) % TABS.length];
+    else if (e.key === 'Home') next = TABS[0];
+    else if (e.key === 'End') next = TABS[TABS.length - 1];
+    if (!next) return;
+    e.preventDefault();
+    this.showTab(next, true);
+  }
+
+  /** Notes and timeline, if shown, again (something happened on the case). */
+  refreshPanels() {
+    if (this.currentTab === 'notes') this.notes.load();
+    if (this.currentTab === 'timeline') this.timeline.load();
+  }
+
+  // --- the case ------------------------------------------------------------------------------
+
+  /** GET the case (with its handover note, viewers); audited server-side as an opening. */
+  async loadCase() {
+    if (this.closed) return;
+    if (this.loadingCase) {
+      this.loadAgain = true;
+      return;
+    }
+    this.loadingCase = true;
+    try {
+      const c = await api('GET', this.base);
+      if (this.closed || !c || typeof c !== 'object') return;
+      this.applyCase(c);
+      if (this.paneMsg.dataset.kind === 'load') this.quiet();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) {
+        this.hooks.onSessionLost();
+        return;
+      }
+      if (e instanceof ApiError && e.status === 403) this.say('case.not_yours', undefined, 'error', 'load');
+      else {
+        const [key, vars] = errorKey(e, 'case.load_error');
+        this.say(key, vars, 'error', 'load');
+      }
+    } finally {
+      this.loadingCase = false;
+      if (this.loadAgain) {
+        this.loadAgain = false;
+        this.loadCase();
+      }
+    }
+  }
+
+  /** Fresh queue data for this case. */
   updateInfo(info) {
-    this.info = { ...this.info, ...info };
-    if (info.reference) this.setReference(info.reference);
-    if (info.status && this.status !== 'ended') this.setStatus(info.status);
+    const rest = { ...info };
+    delete rest.handover; // only the case answer says whether a note waits
+    this.applyCase(rest);
+  }
+
+  applyCase(c) {
+    this.info = { ...this.info, ...c };
+    const i = this.info;
+    if (i.reference) this.setReference(i.reference);
+    if (i.status && (this.status !== 'closed' || i.status === 'closed')) this.setStatus(i.status);
+    this.prioEl.replaceChildren(priorityBadge(i.priority ?? 3, i.priority_overridden));
     this.updateMeta();
-    this.evidence.caseChanged(this.info);
+    this.flagsEl.replaceChildren(flagBadges(i.risk_flags));
+    if ('handover' in c) {
+      const wasUnseen = this.handover.unseen;
+      this.handover.show(c.handover);
+      this.el.dataset.handover = this.handover.unseen ? 'unseen' : '';
+      // shown first: whoever is at this pane lands on the note (the conversation is hidden until it is read)
+      if (this.handover.unseen && !wasUnseen && (this.hooks.isActive(this) || this.el.contains(document.activeElement))) {
+        this.handover.focus();
+      }
+    }
+    if (Array.isArray(c.viewers)) this.presence.seed(this.id, c.viewers);
+    if (i.possible_minor || i.category === 'possible_minor') this.showMinor(null);
+    this.triage.update(i);
+    this.evidence.caseChanged(i);
+    this.showActions();
+    this.showViewers();
   }
 
   updateMeta() {
     const i = this.info;
     this.metaEl.replaceChildren();
     const parts = [];
-    if (i.channel) parts.push(has(`channel.${i.channel}`) ? h('span', { i18n: `channel.${i.channel}` }) : i.channel);
-    if (i.language) parts.push(String(i.language).toUpperCase());
-    if (i.topic) parts.push(has(`topic.${i.topic}`) ? h('span', { i18n: `topic.${i.topic}` }) : i.topic);
+    if (i.channel) parts.push(codeLabel('', `channel.${i.channel}`, i.channel));
+    if (i.language) parts.push(h('abbr', { class: 'lang', 'i18n-title': `language.${i.language}` }, String(i.language).toUpperCase()));
+    if (i.category) parts.push(codeLabel('category', `category.${i.category}`, i.category));
+    else if (i.topic) parts.push(h('span', { class: 'category is-topic' }, h('span', { i18n: 'queue.topic' }), ' ', codeLabel('', `category.${i.topic}`, i.topic)));
+    else parts.push(h('span', { class: 'category is-none', i18n: 'category.none' }));
+    const owner = i.assigned_to;
+    if (owner && owner.id !== this.me.id) parts.push(h('span', { class: 'owner', i18n: ['queue.owner', { name: owner.name || '?' }] }));
     parts.forEach((p, idx) => {
       if (idx) this.metaEl.append(' \u00b7 ');
       this.metaEl.append(p);
     });
+    if (i.status !== 'closed') {
+      this.metaEl.append(' ', slaTimer(i, (kind, p) => this.vocab.slaTarget(kind, p)));
+    }
+  }
+
+  showActions() {
+    const open = this.status !== 'closed' && !this.gone;
+    const mayAct = this.mine || this.supervisor;
+    const assigned = Boolean(this.info.assigned_to);
+    this.transferBtn.hidden = !(open && mayAct && assigned);
+    this.releaseBtn.hidden = !(open && mayAct && assigned);
+    this.closeCaseBtn.hidden = !(open && mayAct);
+  }
+
+  showViewers() {
+    const viewers = this.presence.viewersOf(this.id);
+    const names = viewers.map((v) => v.name).join(', ');
+    if (this.viewersEl.dataset.names === names) return;
+    this.viewersEl.dataset.names = names;
+    this.viewersEl.hidden = !viewers.length;
+    if (viewers.length) setT(this.viewersEl, 'viewers.also_open', { names });
+    else this.viewersEl.textContent = '';
+  }
+
+  /** The triage answer: the case, and (for possible_minor) the hotline referral. */
+  onTriaged(c, answer) {
+    const wasMinor = this.evidence.minor;
+    this.applyCase(c);
+    const referral = answer && (answer.referral ?? answer.hotline_referral);
+    if (referral) this.showMinor(referral);
+    if (!wasMinor && this.evidence.minor) {
+      // stored files were just destroyed: show the list as it is now, and the rule first
+      this.evidence.load();
+      this.evidence.banner.focus();
+    }
+    this.refreshPanels();
+    this.hooks.onQueueHint();
+  }
+
+  showMinor(referral) {
+    const text = referralText(referral) || referralText(this.vocab.referral) || this.evidence.referral;
+    const changed = !this.evidence.minor || (text && text !== this.evidence.referral);
+    if (!changed) return;
+    this.evidence.minor = true;
+    if (text) this.evidence.referral = text;
+    this.evidence.applyMinor();
+  }
+
+  handoverSeen() {
+    this.el.dataset.handover = '';
+    this.refreshPanels();
+    this.focusReply();
+  }
+
+  say(key, vars, tone = 'info', kind = '') {
+    setT(this.paneMsg, key, vars);
+    this.paneMsg.dataset.tone = tone;
+    this.paneMsg.dataset.kind = kind;
+    this.paneMsg.setAttribute('role', tone === 'error' ? 'alert' : 'status');
+    this.paneMsg.hidden = false;
+  }
+
+  quiet() {
+    this.paneMsg.hidden = true;
+    this.paneMsg.dataset.kind = '';
+  }
+
+  failed(e, prefix) {
+    if (e instanceof ApiError && e.status === 401) {
+      this.hooks.onSessionLost();
+      return;
+    }
+    const [key, vars] = errorKey(e, prefix);
+    this.say(key, vars, 'error');
+  }
+
+  // --- case actions ----------------------------------------------------------------------------
+
+  async transfer() {
+    const r = await transferDialog({ pane: this, me: this.me, onSessionLost: () => this.hooks.onSessionLost() });
+    if (!r) return;
+    this.hooks.onQueueHint();
+    this.hooks.onGone(this, 'case.transferred');
+  }
+
+  async release() {
+    const ok = await confirmDialog({ title: 'release.title', text: 'release.text', yes: 'release.yes',
+      vars: { ref: this.reference } }); // prettier-ignore
+    if (!ok) return;
+    this.releaseBtn.disabled = true;
+    try {
+      await api('POST', `${this.base}/release`);
+      this.hooks.onQueueHint();
+      this.hooks.onGone(this, 'case.released');
+    } catch (e) {
+      this.failed(e, 'release.error');
+    } finally {
+      this.releaseBtn.disabled = false;
+    }
+  }
+
+  async closeCase() {
+    const r = await closeDialog({ pane: this, vocab: this.vocab, onSessionLost: () => this.hooks.onSessionLost() });
+    if (!r) return;
+    const answer = r && typeof r === 'object' ? r : {};
+    this.applyCase({ ...(answer.id === this.id ? answer : {}), status: 'closed', outcome: answer.outcome });
+    this.showClosed('pane.closed');
+    this.hooks.onQueueHint();
+    this.refreshPanels();
+    this.closeBtn.focus();
   }
 
   setReference(ref) {
@@ -124,23 +409,29 @@ export class ChatPane {
     this.reference = ref;
     this.refEl.textContent = ref;
     this.evidence.relabel();
+    this.triage.relabel();
     this.hooks.onReference(this);
   }
 
   setStatus(status) {
-    // the case's own statuses, as the chat's three: waiting (new), active, ended (closed)
-    if (status === 'new') status = 'waiting';
-    else if (status === 'closed') status = 'ended';
-    else if (status !== 'waiting' && status !== 'ended') status = 'active';
     this.status = status;
+    this.info.status = status;
     this.el.dataset.status = status;
     this.statusEl.className = `status status-${status}`;
-    setT(this.statusEl, `status.${status}`);
-    const ended = status === 'ended';
-    this.reply.disabled = ended || this.gone;
-    this.sendBtn.disabled = ended || this.gone;
-    this.endBtn.hidden = ended || this.gone;
-    if (ended) this.typingEl.hidden = true;
+    if (has(`status.${status}`)) setT(this.statusEl, `status.${status}`);
+    else {
+      this.statusEl.removeAttribute('data-i18n');
+      this.statusEl.textContent = status;
+    }
+    const closed = status === 'closed';
+    this.reply.disabled = closed || this.gone;
+    this.sendBtn.disabled = closed || this.gone;
+    this.canned.toggle.disabled = closed || this.gone;
+    if (closed) {
+      this.typingEl.hidden = true;
+      if (this.canned.open) this.canned.setOpen(false, false);
+    }
+    this.showActions();
     this.hooks.onStatus(this);
   }
 
@@ -151,6 +442,17 @@ export class ChatPane {
 
   banner(key, vars) {
     setT(this.bannerEl, key, vars);
+    this.bannerEl.hidden = false;
+  }
+
+  /** "This case is closed" (or who ended the chat), with the outcome when there is one. */
+  showClosed(key) {
+    const outcome = this.info.outcome;
+    this.bannerEl.removeAttribute('data-i18n');
+    this.bannerEl.replaceChildren(h('span', { i18n: key }));
+    if (outcome) {
+      this.bannerEl.append(' ', h('span', { i18n: 'pane.outcome' }), ' ', codeLabel('outcome', `outcome.${outcome}`, outcome));
+    }
     this.bannerEl.hidden = false;
   }
 
@@ -201,7 +503,7 @@ export class ChatPane {
 
   scheduleReconnect() {
     if (this.closed || this.gone) return;
-    if (this.status === 'ended' && this.pending.size === 0) {
+    if (this.status === 'closed' && this.pending.size === 0) {
       this.setConn('closed');
       return;
     }
@@ -212,7 +514,7 @@ export class ChatPane {
 
   /** Reconnect now (e.g. the browser came back online). */
   nudge() {
-    if (!this.ws && !this.closed && !this.gone && this.status !== 'ended') this.connect();
+    if (!this.ws && !this.closed && !this.gone && this.status !== 'closed') this.connect();
   }
 
   ping() {
@@ -256,11 +558,15 @@ export class ChatPane {
         break;
       case 'evidence': // the victim added evidence: show it without a manual refresh
         this.evidence.load();
+        this.refreshPanels();
         break;
       case 'ended':
-        this.setStatus('ended');
-        this.banner(f.by === 'victim' ? 'pane.ended_by_victim' : 'pane.ended_by_staff');
+        if (this.status !== 'closed') {
+          this.setStatus('closed');
+          this.showClosed(f.by === 'victim' ? 'pane.ended_by_victim' : 'pane.ended_by_staff');
+        }
         this.hooks.onQueueHint();
+        this.loadCase();
         break;
       case 'deleted':
         this.deleted();
@@ -277,10 +583,10 @@ export class ChatPane {
     this.welcomed = true;
     this.backoff.reset();
     this.setConn('online');
-    this.clearBanner();
     if (f.reference) this.setReference(f.reference);
     if (f.status) this.setStatus(f.status);
-    if (this.status === 'ended') this.banner('pane.ended');
+    if (this.status !== 'closed') this.clearBanner();
+    else if (this.bannerEl.hidden) this.showClosed('pane.closed');
     const last = Number(f.last_seq) || 0;
     this.historyUntil = last;
     if (this.baseSeq === null) this.baseSeq = last;
@@ -316,10 +622,11 @@ export class ChatPane {
 
   refused() {
     this.gone = true;
-    this.setStatus(this.status || 'ended');
+    this.setStatus(this.status || 'closed');
     this.setConn('closed');
     this.banner('pane.unauthorized');
     this.evidence.disable('evidence.unavailable');
+    this.triage.update({});
     this.hooks.onRefused(this);
   }
 
@@ -328,10 +635,11 @@ export class ChatPane {
     this.pending.clear();
     this.msgs.clear();
     this.reply.value = '';
-    this.setStatus('ended');
+    this.setStatus('closed');
     this.setConn('closed');
     this.banner('pane.deleted');
     this.evidence.disable('evidence.deleted');
+    this.triage.update({});
     const ws = this.ws;
     this.ws = null;
     if (ws) ws.close();
@@ -375,7 +683,7 @@ export class ChatPane {
 
   sendFromBox() {
     const text = this.reply.value.trim();
-    if (!text || this.status === 'ended' || this.gone) return;
+    if (!text || this.status === 'closed' || this.gone) return;
     if (text.length > MAX_TEXT) {
       this.banner('pane.too_long', { n: MAX_TEXT });
       return;
@@ -407,12 +715,12 @@ export class ChatPane {
   }
 
   fitReply() {
-    const lines = this.reply.value.split('\n').length;
+    const lines = this.reply.value.split('\n').length + Math.floor(this.reply.value.length / 60);
     this.reply.rows = Math.max(2, Math.min(6, lines));
   }
 
   showTyping() {
-    if (this.status === 'ended') return;
+    if (this.status === 'closed') return;
     this.typingEl.hidden = false;
     clearTimeout(this.typingTimer);
     this.typingTimer = setTimeout(() => {
@@ -423,7 +731,7 @@ export class ChatPane {
   // --- being looked at ----------------------------------------------------------------------
 
   isSeen() {
-    return this.inView && document.visibilityState === 'visible';
+    return this.inView && this.currentTab === 'conversation' && !this.handover.unseen && document.visibilityState === 'visible';
   }
 
   setInView(v) {
@@ -454,31 +762,15 @@ export class ChatPane {
     this.hooks.onUnread(this);
   }
 
+  /** Where the keyboard goes when this pane is brought forward: the handover note first. */
   focusReply() {
-    if (!this.reply.disabled) this.reply.focus();
+    if (this.handover.unseen) this.handover.focus();
+    else if (this.currentTab !== 'conversation') this.tabButtons.get(this.currentTab).focus();
+    else if (!this.reply.disabled) this.reply.focus();
     else this.list.focus();
   }
 
-  // --- ending and closing ---------------------------------------------------------------------
-
-  async endChat() {
-    const ok = await confirmDialog({ title: 'confirm.end_title', text: 'confirm.end_text', yes: 'confirm.end_yes',
-      vars: { ref: this.reference } }); // prettier-ignore
-    if (!ok) return;
-    this.endBtn.disabled = true;
-    try {
-      await api('POST', `/api/staff/cases/${encodeURIComponent(this.id)}/end`);
-      this.setStatus('ended');
-      this.banner('pane.ended_by_staff');
-      this.hooks.onQueueHint();
-      this.closeBtn.focus();
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 401) this.hooks.onSessionLost();
-      else this.banner('pane.end_failed', { code: e.code || '' });
-    } finally {
-      this.endBtn.disabled = false;
-    }
-  }
+  // --- closing the pane ---------------------------------------------------------------------
 
   async requestClose() {
     if (this.pending.size) {
@@ -497,6 +789,7 @@ export class ChatPane {
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.typingTimer);
     clearTimeout(this.historyTimer);
+    if (this.offPresence) this.offPresence();
     const ws = this.ws;
     this.ws = null;
     if (ws) ws.close(1000);

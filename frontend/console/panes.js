@@ -6,8 +6,10 @@ const STORE = 'helpline.console.panes';
 const NARROW = '(max-width: 899px)';
 
 export class Panes {
-  constructor({ me, hooks }) {
+  constructor({ me, vocab, presence, live, hooks }) {
     this.me = me;
+    this.vocab = vocab;
+    this.presence = presence;
     this.hooks = hooks;
     this.root = $('#panes');
     this.tabs = $('#tabs');
@@ -36,6 +38,17 @@ export class Panes {
     window.addEventListener('online', this.onOnline);
     this.queueTab.addEventListener('click', this.onQueueTab);
     this.narrow.addEventListener('change', this.onMedia);
+    this.offs = [
+      // a case changed (triage, status, assignment, a note): its pane fetches it again
+      live.on('case_changed', (f) => {
+        const p = f && this.panes.get(f.case_id);
+        if (p) {
+          p.loadCase();
+          p.refreshPanels();
+        }
+      }),
+      live.on('open', () => this.panes.forEach((p) => p.loadCase())),
+    ];
     this.layout();
   }
 
@@ -49,7 +62,17 @@ export class Panes {
       p = new ChatPane({
         info,
         me: this.me,
+        vocab: this.vocab,
+        presence: this.presence,
         hooks: {
+          isActive: (pane) => this.active === pane.id && (!this.narrow.matches || this.shell.dataset.view === 'pane'),
+          // released or transferred: not ours any more, the pane goes
+          onGone: (pane, key) => {
+            const ref = pane.reference;
+            pane.destroy();
+            this.remove(pane);
+            this.hooks.onNotice(key, { ref });
+          },
           onUnread: (pane) => this.updateTab(pane),
           onStatus: (pane) => this.updateTab(pane),
           onReference: (pane) => {
@@ -72,6 +95,8 @@ export class Panes {
       this.io.observe(p.el);
       this.updateTab(p);
       this.persist();
+    } else {
+      p.updateInfo(info);
     }
     this.activate(info.id, focus);
     return p;
@@ -114,7 +139,8 @@ export class Panes {
   updateTab(p) {
     const tab = p.tab;
     if (!tab) return;
-    const children = [h('span', { class: `dot status-${p.status}` }), h('span', { class: 'ref', text: p.reference })];
+    const children = [h('span', { class: `dot status-${p.status}` }), h('span', { class: 'ref', text: p.reference }),
+      h('span', { class: 'sr-only', i18n: `status.${p.status}` })]; // prettier-ignore
     if (p.unread > 0) {
       children.push(h('span', { class: 'badge unread' }, String(p.unread),
         h('span', { class: 'sr-only', i18n: 'tab.unread' }))); // prettier-ignore
@@ -175,6 +201,7 @@ export class Panes {
     }
     this.panes.clear();
     this.io.disconnect();
+    for (const off of this.offs) off();
     document.removeEventListener('visibilitychange', this.onVisibility);
     window.removeEventListener('focus', this.onVisibility);
     window.removeEventListener('online', this.onOnline);

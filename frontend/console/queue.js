@@ -1,17 +1,29 @@
-// The queue: GET /api/staff/cases, live through /ws/console (debounced), polled every 30 s as a fallback.
+// The queue: GET /api/staff/cases in the server's order (priority, then waiting time), with
+// filters (remembered for this tab), a live SLA timer per case, and updates over /ws/console
+// (debounced), polled every 30 s as a fallback.
 import { api, ApiError } from './api.js';
-import { has, setT } from './strings.js';
-import { $, h, wsUrl, Backoff, durationKey } from './dom.js';
+import { has, setT, t } from './strings.js';
+import { $, h, durationKey } from './dom.js';
+import { slaTimer, syncServerClock, serverNow } from './sla.js';
+import { OPEN_STATUSES } from './vocab.js';
+import { codeLabel, priorityBadge, flagBadges, statusBadge } from './badges.js';
 
 const DEBOUNCE_MS = 300;
 const POLL_MS = 30000;
 const TICK_MS = 15000;
-const RANK = { new: 0 };
+const FILTER_STORE = 'helpline.console.filters';
+const FILTERS = ['channel', 'category', 'language', 'status', 'assigned'];
+const CHANNELS = ['chat', 'email', 'callback'];
+const LANGUAGES = ['nl', 'en'];
 
 export class Queue {
-  constructor({ me, panes, hooks }) {
+  constructor({ me, panes, live, presence, vocab, announcer, hooks }) {
     this.me = me;
     this.panes = panes;
+    this.live = live;
+    this.presence = presence;
+    this.vocab = vocab;
+    this.announcer = announcer;
     this.hooks = hooks;
     this.list = $('#queue');
     this.summary = $('#queue-summary');
@@ -19,10 +31,13 @@ export class Queue {
     this.emptyEl = $('#queue-empty');
     this.liveEl = $('#queue-live');
     this.queueBadge = $('#tab-queue-count');
+    this.filterForm = $('#queue-filters');
     this.rows = new Map();
     this.cases = [];
-    this.backoff = new Backoff(500, 10000);
+    this.all = new Map(); // id -> case, from every answer (for announcing a breach by reference)
     this.stopped = true;
+    this.filters = this.readFilters();
+    this.offs = [];
   }
 
   get supervisor() {
@@ -31,7 +46,16 @@ export class Queue {
 
   start() {
     this.stopped = false;
-    this.connect();
+    this.buildFilters();
+    this.offs.push(
+      this.live.on('live', (on) => this.setLive(on)),
+      this.live.on('open', () => this.refresh()),
+      this.live.on('queue_changed', () => this.refresh()),
+      this.live.on('case_changed', () => this.refresh()),
+      this.live.on('sla_breach', (f) => this.onBreach(f)),
+      this.presence.onChange(() => this.render()),
+    );
+    this.setLive(this.live.connected);
     this.load();
     this.poll = setInterval(() => this.load(), POLL_MS);
     this.tick = setInterval(() => this.updateTimes(), TICK_MS);
@@ -39,62 +63,112 @@ export class Queue {
 
   stop() {
     this.stopped = true;
+    for (const off of this.offs) off();
+    this.offs = [];
     clearInterval(this.poll);
     clearInterval(this.tick);
     clearTimeout(this.debounce);
-    clearTimeout(this.reconnectTimer);
-    const ws = this.ws;
-    this.ws = null;
-    if (ws) ws.close(1000);
     this.list.replaceChildren();
     this.rows.clear();
-  }
-
-  connect() {
-    if (this.stopped) return;
-    let ws;
-    try {
-      ws = new WebSocket(wsUrl('/ws/console'));
-    } catch {
-      this.reconnect();
-      return;
-    }
-    this.ws = ws;
-    ws.onopen = () => {
-      if (ws !== this.ws) return;
-      this.backoff.reset();
-      this.setLive(true);
-      this.refresh(); // anything missed while we were away
-    };
-    ws.onmessage = (ev) => {
-      if (ws !== this.ws) return;
-      let frame = null;
-      try {
-        frame = JSON.parse(ev.data);
-      } catch {
-        return;
-      }
-      if (frame && frame.type === 'queue_changed') this.refresh();
-    };
-    ws.onclose = (ev) => {
-      if (ws !== this.ws) return;
-      this.ws = null;
-      this.setLive(false);
-      if (ev.code === 4401) this.hooks.onCheckSession();
-      this.reconnect();
-    };
-  }
-
-  reconnect() {
-    if (this.stopped) return;
-    clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = setTimeout(() => this.connect(), this.backoff.next());
   }
 
   setLive(live) {
     this.liveEl.dataset.live = live ? 'yes' : 'no';
     setT(this.liveEl, live ? 'queue.live' : 'queue.offline');
   }
+
+  // --- filters -------------------------------------------------------------------------------
+
+  readFilters() {
+    let stored = {};
+    try {
+      stored = JSON.parse(sessionStorage.getItem(FILTER_STORE) || '{}') || {};
+    } catch {
+      stored = {};
+    }
+    const out = {};
+    for (const k of FILTERS) out[k] = typeof stored[k] === 'string' ? stored[k] : '';
+    if (!['', 'me', 'none', 'any'].includes(out.assigned)) out.assigned = '';
+    return out;
+  }
+
+  saveFilters() {
+    try {
+      sessionStorage.setItem(FILTER_STORE, JSON.stringify(this.filters));
+    } catch {
+      /* not remembered */
+    }
+  }
+
+  buildFilters() {
+    const options = {
+      channel: CHANNELS.map((c) => [c, `channel.${c}`]),
+      category: this.vocab.categories.map((c) => [c, `category.${c}`]),
+      language: LANGUAGES.map((l) => [l, `language.${l}`]),
+      status: OPEN_STATUSES.map((s) => [s, `status.${s}`]),
+      assigned: [['me', 'filter.assigned_me'], ['none', 'filter.assigned_none']],
+    };
+    for (const k of FILTERS) {
+      const select = $(`#filter-${k}`);
+      const keep = this.filters[k];
+      select.replaceChildren(h('option', { value: '', i18n: k === 'assigned' ? 'filter.assigned_any' : 'filter.all' }));
+      for (const [value, key] of options[k]) {
+        select.append(has(key) ? h('option', { value, i18n: key }) : h('option', { value, text: value }));
+      }
+      select.value = options[k].some(([v]) => v === keep) ? keep : '';
+      this.filters[k] = select.value;
+      select.onchange = () => {
+        this.filters[k] = select.value;
+        this.saveFilters();
+        this.showFilterState();
+        this.load();
+      };
+    }
+    $('#filter-reset').onclick = () => {
+      for (const k of FILTERS) {
+        this.filters[k] = '';
+        $(`#filter-${k}`).value = '';
+      }
+      this.saveFilters();
+      this.showFilterState();
+      this.load();
+      $('#filter-channel').focus();
+    };
+    this.showFilterState();
+  }
+
+  showFilterState() {
+    const n = FILTERS.filter((k) => this.filters[k]).length;
+    const btn = $('#filter-reset');
+    btn.hidden = n === 0;
+    this.filterForm.dataset.active = String(n);
+    const box = $('#queue-filter-box');
+    setT(box.querySelector('summary'), n ? 'filter.title_active' : 'filter.title', { n });
+    if (n && !this.filtersShown) box.open = true; // filters left on from before: show them
+    this.filtersShown = true;
+  }
+
+  query() {
+    const q = new URLSearchParams();
+    for (const k of FILTERS) if (this.filters[k]) q.set(k, this.filters[k]);
+    const s = q.toString();
+    return s ? `?${s}` : '';
+  }
+
+  /** The filters again on this side: the list is right even if the server ignored one. */
+  matches(c) {
+    const f = this.filters;
+    if (f.channel && c.channel !== f.channel) return false;
+    if (f.category && c.category !== f.category) return false;
+    if (f.language && c.language !== f.language) return false;
+    if (f.status && c.status !== f.status) return false;
+    const owner = c.assigned_to && c.assigned_to.id;
+    if (f.assigned === 'me' && owner !== this.me.id) return false;
+    if (f.assigned === 'none' && owner) return false;
+    return true;
+  }
+
+  // --- loading -------------------------------------------------------------------------------
 
   /** Re-fetch soon; several changes in a burst cost one request. */
   refresh() {
@@ -109,18 +183,24 @@ export class Queue {
       return;
     }
     this.loading = true;
+    this.list.setAttribute('aria-busy', 'true');
     try {
-      const data = await api('GET', '/api/staff/cases');
+      const data = await api('GET', `/api/staff/cases${this.query()}`);
       if (this.stopped) return;
-      this.cases = Array.isArray(data && data.cases) ? data.cases : [];
+      if (data && data.now) syncServerClock(data.now);
+      const cases = Array.isArray(data && data.cases) ? data.cases.filter((c) => c && typeof c.id === 'string') : [];
+      for (const c of cases) this.all.set(c.id, c);
+      this.cases = cases.filter((c) => this.matches(c) && c.status !== 'closed');
       this.render();
       if (this.noticeEl.dataset.kind === 'load') this.clearNotice();
-      this.panes.sync(this.cases);
+      this.panes.sync(cases);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) this.hooks.onSessionLost();
+      else if (e instanceof ApiError && e.status === 400) this.notice('queue.filter_refused', { code: e.code }, 'load');
       else this.notice('queue.load_failed', undefined, 'load');
     } finally {
       this.loading = false;
+      this.list.setAttribute('aria-busy', 'false');
       if (this.again && !this.stopped) {
         this.again = false;
         this.load();
@@ -141,11 +221,18 @@ export class Queue {
     this.noticeEl.dataset.kind = '';
   }
 
+  onBreach(f) {
+    const c = f && this.all.get(f.case_id);
+    const kind = t(f && f.kind === 'next_response' ? 'sla.next_response' : 'sla.first_response');
+    // a polite announcement, once per frame; the row turns red with the next load
+    this.announcer.say(c ? 'sla.breach_announce' : 'sla.breach_announce_unknown', { ref: c ? c.reference : '', kind });
+    this.refresh();
+  }
+
+  // --- rendering -----------------------------------------------------------------------------
+
   render() {
-    const sorted = this.cases
-      .map((c, i) => [c, i])
-      .sort(([a, i], [b, j]) => (RANK[a.status] ?? 2) - (RANK[b.status] ?? 2) || i - j)
-      .map(([c]) => c);
+    const cases = this.cases;
     // keep keyboard focus on the same control across a refresh
     const active = document.activeElement;
     const focusRow = active && this.list.contains(active) ? active.closest('.queue-row') : null;
@@ -154,8 +241,7 @@ export class Queue {
 
     const seen = new Set();
     let prev = null;
-    for (const c of sorted) {
-      if (!c || typeof c.id !== 'string') continue;
+    for (const c of cases) {
       let row = this.rows.get(c.id);
       if (!row) {
         row = h('li', { class: 'queue-row' });
@@ -179,54 +265,70 @@ export class Queue {
       if (target) target.focus();
       else $('#queue-title').focus();
     }
-    const waiting = sorted.filter((c) => c.status === 'new').length;
-    const activeCount = sorted.filter((c) => c.status !== 'new').length;
-    setT(this.summary, 'queue.summary', { waiting, active: activeCount });
+    const waiting = cases.filter((c) => c.status === 'new').length;
+    // a live region: re-set only when the counts change, so it speaks only then
+    const counts = `${waiting}/${cases.length}`;
+    if (this.summary.dataset.counts !== counts) {
+      this.summary.dataset.counts = counts;
+      setT(this.summary, 'queue.summary', { waiting, total: cases.length });
+    }
     this.queueBadge.textContent = String(waiting);
     this.queueBadge.hidden = waiting === 0;
-    this.emptyEl.hidden = sorted.length > 0;
+    this.emptyEl.hidden = cases.length > 0;
+    setT(this.emptyEl, FILTERS.some((k) => this.filters[k]) ? 'queue.empty_filtered' : 'queue.empty');
   }
 
   fill(row, c) {
     const owner = c.assigned_to || null;
     const mine = Boolean(owner && owner.id === this.me.id);
     const open = this.panes.has(c.id);
-    const sig = JSON.stringify([c, mine, open, this.supervisor]);
+    const viewers = this.presence.viewersOf(c.id);
+    const sig = JSON.stringify([c, mine, open, this.supervisor, viewers]);
     if (row.sig === sig) return;
     row.sig = sig;
     const ref = { ref: c.reference || '' };
     row.dataset.caseId = c.id;
     row.dataset.reference = c.reference || '';
     row.dataset.status = c.status || '';
+    row.dataset.priority = String(c.priority ?? '');
+    row.dataset.sla = c.sla && c.sla.breached ? 'breached' : '';
     row.classList.toggle('is-mine', mine);
     row.classList.toggle('is-open', open);
 
-    const since = c.status === 'new' ? c.queued_at || c.created_at : c.last_activity_at || c.created_at;
-    const wait = h('span', { class: 'wait', 'data-since': since || '', 'data-kind': c.status === 'new' ? 'waiting' : 'active' });
-    this.setWait(wait);
     const unread = Number(c.unread) || 0;
     const top = h('div', { class: 'row-top' },
+      priorityBadge(c.priority ?? 3, c.priority_overridden),
       h('span', { class: 'ref', text: c.reference || '' }),
-      h('span', { class: `status status-${c.status}`, i18n: has(`status.${c.status}`) ? `status.${c.status}` : null,
-        text: has(`status.${c.status}`) ? null : c.status }),
+      statusBadge(c.status),
       unread > 0 ? h('span', { class: 'badge unread' }, String(unread), h('span', { class: 'sr-only', i18n: 'tab.unread' })) : null,
-      wait); // prettier-ignore
+      slaTimer(c, (kind, p) => this.vocab.slaTarget(kind, p))); // prettier-ignore
 
     const meta = h('div', { class: 'row-meta' });
     const parts = [];
-    if (c.channel) parts.push(has(`channel.${c.channel}`) ? h('span', { i18n: `channel.${c.channel}` }) : c.channel);
+    if (c.channel) parts.push(codeLabel('channel', `channel.${c.channel}`, c.channel));
     if (c.language) parts.push(h('abbr', { class: 'lang', 'i18n-title': `language.${c.language}` }, String(c.language).toUpperCase()));
-    if (c.topic) parts.push(has(`topic.${c.topic}`) ? h('span', { i18n: `topic.${c.topic}` }) : c.topic);
+    if (c.category) parts.push(codeLabel('category', `category.${c.category}`, c.category));
+    else if (c.topic) {
+      // the victim's own pick, not yet confirmed by staff
+      parts.push(h('span', { class: 'category is-topic' }, h('span', { i18n: 'queue.topic' }), ' ',
+        codeLabel('', `category.${c.topic}`, c.topic))); // prettier-ignore
+    } else parts.push(h('span', { class: 'category is-none', i18n: 'category.none' }));
     parts.forEach((p, i) => {
       if (i) meta.append(' \u00b7 ');
       meta.append(p);
     });
+    const since = c.status === 'new' ? c.queued_at || c.created_at : c.last_activity_at || c.created_at;
+    const wait = h('span', { class: 'wait', 'data-since': since || '', 'data-kind': c.status === 'new' ? 'waiting' : 'active' });
+    this.setWait(wait);
+    meta.append(' \u00b7 ', wait);
 
     const who = mine
       ? h('span', { class: 'owner is-you', i18n: 'queue.owner_you' })
       : owner
         ? h('span', { class: 'owner', i18n: ['queue.owner', { name: owner.name || '?' }] })
         : h('span', { class: 'owner is-none', i18n: 'queue.unassigned' });
+    const info = h('div', { class: 'row-info' }, meta, flagBadges(c.risk_flags), h('p', { class: 'row-who' }, who,
+      viewers.length ? h('span', { class: 'viewers', i18n: ['viewers.open_by', { names: viewers.map((v) => v.name).join(', ') }] }) : null)); // prettier-ignore
 
     const actions = h('div', { class: 'row-actions' });
     if (c.status === 'new' && !owner) {
@@ -238,7 +340,7 @@ export class Queue {
         'i18n-aria-label': [open ? 'queue.show_label' : 'queue.open_label', ref],
         onclick: () => this.panes.open(c) })); // prettier-ignore
     }
-    row.replaceChildren(top, h('div', { class: 'row-bottom' }, h('div', { class: 'row-info' }, meta, who), actions));
+    row.replaceChildren(top, h('div', { class: 'row-bottom' }, info, actions));
   }
 
   setWait(el) {
@@ -247,10 +349,9 @@ export class Queue {
       el.textContent = '';
       return;
     }
-    const [key, vars] = durationKey(Date.now() - since);
+    const [key, vars] = durationKey(serverNow() - since);
     const prefix = el.dataset.kind === 'waiting' ? 'queue.waiting_for' : 'queue.idle_for';
-    // screen readers hear "waiting 3 min"; the eye sees "3 min"
-    el.replaceChildren(h('span', { class: 'sr-only', i18n: prefix }), h('span', { i18n: [key, vars] }));
+    el.replaceChildren(h('span', { i18n: prefix }), ' ', h('span', { i18n: [key, vars] }));
   }
 
   updateTimes() {
