@@ -7,6 +7,7 @@ import { getInfo } from '../common/info.js';
 import { api, errorOf } from '../common/api.js';
 import { KEYS, getItem, setItem, removeItem, getJSON, setJSON, forgetConversation } from '../common/session.js';
 import { initEvidence, refreshEvidence, resetEvidence } from './evidence.js';
+import { initCallback, openCallback, refreshCallback, resetCallback } from './callback.js';
 
 const TOPICS = [
   'intimate_images',
@@ -114,7 +115,7 @@ function setError(el, key, vars) {
 
 // ---------------------------------------------------------------- views
 
-const VIEWS = ['start', 'receipt', 'chat', 'resume', 'goodbye'];
+const VIEWS = ['start', 'receipt', 'chat', 'resume', 'goodbye', 'callback', 'callback-done'];
 
 function showView(name, { focus = true } = {}) {
   for (const v of VIEWS) $(`view-${v}`).hidden = v !== name;
@@ -541,6 +542,8 @@ function renderStatus() {
   $('ended-panel').hidden = !ended;
   $('composer').hidden = ended;
   $('end-chat').hidden = ended;
+  $('callback-chat-button').hidden = ended;
+  if (ended) $('callback-line').hidden = true; // a closed case calls nobody back
   if (ended) {
     const by = S.endedBy === 'staff' ? 'chat.ended_by_staff' : S.endedBy === 'victim' ? 'chat.ended_by_victim' : null;
     if (by) setText($('ended-by'), by);
@@ -581,6 +584,7 @@ function resetChat() {
   hideTyping();
   hideConfirm({ restoreFocus: false });
   resetEvidence();
+  resetCallback();
   disarmOfflineNotice();
   if (observer) observer.disconnect();
   $('messages').replaceChildren();
@@ -613,6 +617,7 @@ function openChat({ focus = true } = {}) {
   S.wanted = true;
   if (!S.ws) connect();
   refreshEvidence();
+  refreshCallback();
 }
 
 // Forget everything about this conversation in this tab.
@@ -1032,6 +1037,24 @@ function wire() {
   });
   $('close-chat').addEventListener('click', closeChat);
   initEvidence({ token, onLostAccess: lostAccess });
+
+  $('start-callback').addEventListener('click', () => openCallback('start'));
+  $('callback-chat-button').addEventListener('click', () => openCallback('chat'));
+  initCallback({
+    token,
+    showView,
+    onBackToChat: () => openChat(),
+    onLostAccess: lostAccess,
+    // asked to continue in the chat as well: the same receipt as a chat start
+    onFiledWithChat: (data) => {
+      forgetConversation();
+      resetChat();
+      setItem(KEYS.token, data.token);
+      setItem(KEYS.reference, data.reference || '');
+      setJSON(KEYS.receipt, { reference: data.reference || '', passphrase: data.passphrase || '' });
+      showReceipt();
+    },
+  });
 
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState !== 'visible' || S.view !== 'chat') return;
