@@ -32,14 +32,19 @@ from helpline.core.scheduler import Scheduler
 from helpline.core.services import Services
 from helpline.evidence.routes import evidence_routes
 from helpline.evidence.service import orphan_sweep
+from helpline.intake.callback import callback_routes, register_callback
 from helpline.intake.chat.routes import chat_routes, victim_authenticator
 from helpline.intake.chat.socket import chat_socket_routes
+from helpline.intake.email import email_routes, register_email, smtp_listener_if_configured
 from helpline.pages import page_routes
 from helpline.staff.auth import idle_session_purge
 from helpline.staff.casework import casework_routes
 from helpline.staff.console import console_routes
 from helpline.staff.routes import register_staff, staff_routes
+from helpline.triage import sla
+from helpline.triage.presence import running_presence
 from helpline.triage.routes import triage_routes
+from helpline.triage.service import CONSOLE_CHANNEL
 
 
 class State(TypedDict):
@@ -56,6 +61,7 @@ async def running_services(
     bus = create_bus(settings.redis_url)
     limiter = RateLimiter(settings.redis_url, secret=master.derive("rate-limit-keys"))
     tasks: list[asyncio.Task[None]] = []
+    per_instance = contextlib.AsyncExitStack()
     try:
         await require_current_schema(db)
         async with db.transaction() as session:
@@ -87,6 +93,13 @@ async def running_services(
         services.scheduler.register(
             "evidence-orphan-sweep", timedelta(hours=1), orphan_sweep(services)
         )
+        services.scheduler.register(
+            sla.JOB_NAME, sla.JOB_INTERVAL, sla.breach_watch(services, CONSOLE_CHANNEL)
+        )
+        register_email(services)  # the reply handler and the quarantine purge
+        register_callback(services)  # the sweep that opens windows and deletes numbers
+        # who has which case open in the console: one bus subscription per instance
+        await per_instance.enter_async_context(running_presence(services))
         if workers:
             tasks.append(asyncio.create_task(services.outbox.run_forever(), name="outbox"))
             tasks.append(asyncio.create_task(services.scheduler.run_forever(), name="scheduler"))
@@ -97,6 +110,7 @@ async def running_services(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await per_instance.aclose()
         await bus.stop()
         await limiter.aclose()
         await db.dispose()
@@ -114,6 +128,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
         *console_routes(),
         *triage_routes(),
         *casework_routes(),
+        *email_routes(),
+        *callback_routes(),
         *evidence_routes(),
         *page_routes(),
     ]
@@ -123,9 +139,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        async with running_services(
-            settings, master, clock, workers=settings.run_workers
-        ) as services:
+        async with (
+            running_services(settings, master, clock, workers=settings.run_workers) as services,
+            smtp_listener_if_configured(services),
+        ):
             yield {"services": services}
 
     app = Starlette(

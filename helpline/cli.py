@@ -45,6 +45,7 @@ from helpline.core.outbox import DEAD, entries_by_status, retry_dead
 from helpline.evidence.bundle import export_case, verify_bundle
 from helpline.evidence.service import vault_for
 from helpline.staff.accounts import create_staff, find_staff
+from helpline.staff.canned_defaults import seed_canned_responses
 from helpline.staff.models import Role
 
 T = TypeVar("T")
@@ -162,9 +163,51 @@ def worker() -> None:
         fail(str(exc))
 
 
+@main.command()
+@click.option("--host", default=None, help="Address to listen on [default: HELPLINE_SMTP_IN_HOST].")
+@click.option(
+    "--port", type=int, default=None, help="Port to listen on [default: HELPLINE_SMTP_IN_PORT]."
+)
+@handle_errors
+def smtp(host: str | None, port: int | None) -> None:
+    """Receive e-mail for the helpline's addresses: the SMTP listener on its own, for a
+    separate process (`helpline serve` runs it too when HELPLINE_SMTP_IN_PORT is set)."""
+    from helpline.intake.email import register_email, smtp_listener
+
+    settings = load_settings()
+    master = MasterKeys.from_settings(settings)
+    if not settings.inbound_address_list:
+        fail("HELPLINE_INBOUND_ADDRESSES: no addresses to receive mail for", 2)
+    port = settings.smtp_in_port if port is None else port
+    if not port:
+        fail("HELPLINE_SMTP_IN_PORT: set a port (or pass --port)", 2)
+    logging.config.dictConfig(logging_config(settings.log_level))
+
+    async def work() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        async with running_services(settings, master, SystemClock(), workers=False) as services:
+            register_email(services)
+            async with smtp_listener(services, host=host, port=port) as listener:
+                click.echo(f"receiving mail on {listener.host}:{listener.port}; stop with Ctrl-C")
+                await stop.wait()
+
+    try:
+        run(work())
+    except NotMigrated as exc:
+        fail(str(exc))
+    except OSError as exc:  # the port is taken, or not ours to bind
+        fail(f"cannot listen on {host or settings.smtp_in_host}:{port}: {exc.strerror}")
+
+
 async def _migrate(db: Database, master: MasterKeys | None) -> tuple[str | None, str | None]:
     before = await current_revision(db)
     await upgrade(db)
+    if before is None or before < "0004":  # the table came with 0004: a first fill, once
+        async with db.transaction() as session:
+            await seed_canned_responses(session, SystemClock())
     if master is not None:  # the signing key needs the schema and the master key
         async with db.transaction() as session:
             await ensure_signing_key(session, master, SystemClock())

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -172,7 +173,8 @@ def test_rotating_an_environment_key_needs_the_new_key_first(demo_dir: Path) -> 
 def test_audit_verify_reports_an_intact_log(demo_dir: Path) -> None:
     result = helpline(["audit", "verify"], demo_dir)
     assert result.returncode == 0, result.stderr
-    assert "audit log intact: 1 lines" in result.stdout  # the demo account's creation
+    # the default canned responses (at migrate) and the demo account's creation
+    assert "audit log intact: 2 lines" in result.stdout
 
 
 def test_outbox_list_and_retry(demo_dir: Path) -> None:
@@ -200,3 +202,19 @@ def test_worker_runs_until_told_to_stop(demo_dir: Path) -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_a_new_database_gets_the_default_canned_responses_once(demo_dir: Path) -> None:
+    database = demo_dir / "helpline.db"
+
+    def canned() -> list[tuple[str, str]]:
+        with sqlite3.connect(database) as connection:
+            return connection.execute("SELECT language, title FROM canned_responses").fetchall()
+
+    seeded = canned()
+    assert {language for language, _ in seeded} == {"nl", "en"}
+    # a helpline that removed them all does not get them back from the next `migrate`
+    with sqlite3.connect(database) as connection:
+        connection.execute("DELETE FROM canned_responses")
+    assert helpline(["migrate"], demo_dir).returncode == 0
+    assert canned() == []

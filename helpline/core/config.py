@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -31,6 +32,32 @@ def mask_url(url: str) -> str:
     except Exception:  # not a database-style URL: mask everything after the scheme
         scheme, _, rest = url.partition("://")
         return f"{scheme}://***" if rest else "***"
+
+
+# the triage priorities by level (helpline/triage/vocabulary.py `Priority`; core imports no
+# domain package, a test keeps the two the same)
+PRIORITY_NAMES = ("urgent", "high", "normal", "low")
+
+
+def parse_priority_minutes(text: str) -> dict[int, int]:
+    """`urgent=5,high=10,normal=15,low=60` → {1: 5, 2: 10, 3: 15, 4: 60}; every priority once,
+    each a whole number of minutes of at least 1."""
+    example = "urgent=5,high=10,normal=15,low=60"
+    minutes: dict[int, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, equals, number = (s.strip() for s in part.partition("="))
+        if not equals or name not in PRIORITY_NAMES:
+            raise ValueError(f"{part!r} is not priority=minutes (like {example})")
+        if not number.isdigit() or int(number) < 1:
+            raise ValueError(f"{name}: {number!r} is not a whole number of minutes (1 or more)")
+        level = PRIORITY_NAMES.index(name) + 1
+        if level in minutes:
+            raise ValueError(f"{name} is given twice")
+        minutes[level] = int(number)
+    missing = [name for level, name in enumerate(PRIORITY_NAMES, 1) if level not in minutes]
+    if missing:
+        raise ValueError(f"no target for {', '.join(missing)} (like {example})")
+    return minutes
 
 
 class Settings(BaseSettings):
@@ -131,6 +158,20 @@ class Settings(BaseSettings):
         default="",
         description="Comma-separated addresses that inbound mail is accepted for.",
     )
+    smtp_in_max_message_mb: int = Field(
+        default=25, ge=1, description="Largest inbound e-mail, in MiB; larger is refused (552)."
+    )
+    email_max_attachments: int = Field(
+        default=10, ge=0, description="Attachments per e-mail; a mail with more is quarantined."
+    )
+    email_max_attachment_mb: int = Field(
+        default=20, ge=1, description="Largest e-mail attachment, in MiB; larger is quarantined."
+    )
+    email_acknowledge: bool = Field(
+        default=False,
+        description="Answer a new e-mail case with an automatic acknowledgement (case "
+        "reference, `Auto-Submitted: auto-replied`).",
+    )
     # --- e-mail out
     smtp_out_host: str = Field(default="", description="Outbound SMTP relay; empty: no mail out.")
     smtp_out_port: int = Field(default=587, ge=1, le=65535, description="Outbound SMTP port.")
@@ -142,6 +183,23 @@ class Settings(BaseSettings):
     mail_from: str = Field(
         default="helpline@localhost", description="Sender address of outgoing mail."
     )
+    mail_from_name: str = Field(
+        default="Helpline", max_length=80, description="Display name of outgoing mail."
+    )
+    smtp_out_timeout_seconds: float = Field(
+        default=30, gt=0, description="Time limit for one delivery to the SMTP relay."
+    )
+    smtp_out_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) to verify the relay's TLS certificate; empty: the "
+        "system's.",
+    )
+    # --- callback requests
+    callback_region: str = Field(
+        default="NL",
+        description="Country assumed for a callback number written without a country code "
+        "(ISO 3166 code, e.g. `NL`, `BE`).",
+    )
     # --- retention (days, counted from case closure or last activity)
     retention_messages_days: int = Field(default=90, ge=1, description="Chat and e-mail messages.")
     retention_evidence_days: int = Field(default=365, ge=1, description="Evidence files.")
@@ -151,11 +209,15 @@ class Settings(BaseSettings):
     retention_quarantine_days: int = Field(default=30, ge=1, description="Quarantined e-mail.")
     retention_audit_days: int = Field(default=2555, ge=1, description="Audit log entries.")
     # --- service levels
-    sla_first_response_minutes: int = Field(
-        default=15, ge=1, description="First-response target for a new contact (normal priority)."
+    sla_first_response_minutes: str = Field(
+        default="urgent=5,high=10,normal=15,low=60",
+        description="First-response targets per priority, in minutes from joining the queue: "
+        "`urgent=5,high=10,normal=15,low=60` (all four priorities).",
     )
-    sla_next_response_minutes: int = Field(
-        default=30, ge=1, description="Next-response target in an ongoing contact."
+    sla_next_response_minutes: str = Field(
+        default="urgent=10,high=20,normal=30,low=120",
+        description="Next-response targets per priority, in minutes from the oldest victim "
+        "message staff have not answered: `urgent=10,high=20,normal=30,low=120`.",
     )
     sla_notice_hours: int = Field(
         default=24, ge=1, description="Default time a platform has to act on a notice."
@@ -212,6 +274,22 @@ class Settings(BaseSettings):
     def hours(self) -> OpeningHours:
         return OpeningHours.parse(self.opening_hours, self.timezone)
 
+    @field_validator("sla_first_response_minutes", "sla_next_response_minutes")
+    @classmethod
+    def _sla_minutes(cls, value: str) -> str:
+        parse_priority_minutes(value)
+        return value
+
+    @property
+    def sla_first_response(self) -> dict[int, int]:
+        """First-response target in minutes by priority level (1 urgent .. 4 low)."""
+        return parse_priority_minutes(self.sla_first_response_minutes)
+
+    @property
+    def sla_next_response(self) -> dict[int, int]:
+        """Next-response target in minutes by priority level (1 urgent .. 4 low)."""
+        return parse_priority_minutes(self.sla_next_response_minutes)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
@@ -220,6 +298,13 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    @field_validator("callback_region")
+    @classmethod
+    def _callback_region(cls, value: str) -> str:
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not a country code like NL or BE")
+        return value.upper()
 
     @field_validator("inbound_addresses")
     @classmethod
