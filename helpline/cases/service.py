@@ -53,7 +53,14 @@ from helpline.cases.receipts import (
 from helpline.core.audit import record
 from helpline.core.clock import Clock, as_utc
 from helpline.core.crypto import FieldCipher, Keyring, case_scope
-from helpline.core.errors import Conflict, HelplineError, Invalid, NotFound, Unauthorized
+from helpline.core.errors import (
+    Conflict,
+    Forbidden,
+    HelplineError,
+    Invalid,
+    NotFound,
+    Unauthorized,
+)
 from helpline.core.ids import new_id, new_token
 from helpline.triage.events import add_event
 from helpline.triage.rules import compute_priority
@@ -282,11 +289,17 @@ _CASES = cast(Table, Case.__table__)  # type: ignore[attr-defined]  # set by SQL
 _MESSAGES = cast(Table, Message.__table__)  # type: ignore[attr-defined]
 _MESSAGE_COLUMNS = ("id", "case_id", "seq", "client_id", "sender", "staff_id", "body", "created_at")
 # the chat's hot path runs prebuilt Core statements: building one costs more than running it
-_STORE_STATEMENTS: dict[tuple[Sender, bool], _StoreStatement] = {}
+_STORE_STATEMENTS: dict[tuple[Sender, bool, bool], _StoreStatement] = {}
 
 
 class CaseClosed(Conflict):
     code = "ended"
+
+
+class NotAssigned(Forbidden):
+    """Staff write only in a case they have: one released or transferred is no longer theirs."""
+
+    code = "not_assigned"
 
 
 async def post_message(
@@ -301,12 +314,16 @@ async def post_message(
     staff_id: str | None = None,
     cipher: FieldCipher | None = None,
     if_open: bool = False,
+    writer: str | None = None,
 ) -> tuple[Message, bool]:
     """Store a message under the next sequence number of its case, encrypted, and update the
     case's service-level bookkeeping in the same transaction. A message whose `client_id` the
     case already has is not stored again: the existing one is returned with `False`, so a
     retried send is acknowledged with the same number. With `if_open`, nothing is stored in a
-    closed case (`CaseClosed`), so a caller need not read the case first.
+    closed case (`CaseClosed`), so a caller need not read the case first. With `writer` (a
+    staff id), nothing is stored unless the case is assigned to that staff member
+    (`NotAssigned`): checked in the same statement, so a case released or transferred a moment
+    ago takes no more messages from its former holder.
 
     This is the chat's hot path, so it runs Core statements, not the unit of work. On
     PostgreSQL one statement does it all: it locks the case row (so two senders never share a
@@ -344,11 +361,14 @@ async def post_message(
     }
     seq: int | None
     if dialect == "postgresql":
-        store = _STORE_STATEMENTS.get((sender, if_open))
+        key = (sender, if_open, writer is not None)
+        store = _STORE_STATEMENTS.get(key)
         if store is None:
-            store = _STORE_STATEMENTS[sender, if_open] = _StoreStatement.build(sender, if_open)
+            store = _STORE_STATEMENTS[key] = _StoreStatement.build(*key)
         # parameters named like no column: an UPDATE would take those as values to SET
         parameters = {f"m_{name}": value for name, value in values.items()}
+        if writer is not None:
+            parameters["m_writer"] = writer
         seq = await store.run(session, parameters)
     else:
         seq = None
@@ -356,6 +376,8 @@ async def post_message(
             bumped = update(_CASES).where(_CASES.c.id == case_id)
             if if_open:
                 bumped = bumped.where(_CASES.c.status != CaseStatus.closed.value)
+            if writer is not None:
+                bumped = bumped.where(_CASES.c.assigned_staff_id == writer)
             seq = (
                 await session.execute(
                     bumped.values(
@@ -373,13 +395,18 @@ async def post_message(
     existing = await _message_by_client_id(session, case_id, client_id)
     if existing is not None:
         return existing, False
-    status = (
-        await session.execute(select(_CASES.c.status).where(_CASES.c.id == case_id))
-    ).scalar_one_or_none()
-    if status is None:
+    found = (
+        await session.execute(
+            select(_CASES.c.status, _CASES.c.assigned_staff_id).where(_CASES.c.id == case_id)
+        )
+    ).first()
+    if found is None:
         raise NotFound("no such case")
+    status, assigned = found
     if if_open and status == CaseStatus.closed:
         raise CaseClosed("this conversation has ended")
+    if writer is not None and assigned != writer:
+        raise NotAssigned("this case is no longer yours: claim it, or ask who has it")
     raise Conflict("the message could not be stored; send it again")  # pragma: no cover
 
 
@@ -406,9 +433,11 @@ class _StoreStatement:
     defaults: dict[str, Any]
 
     @classmethod
-    def build(cls, sender: Sender, if_open: bool) -> _StoreStatement:
-        statement = _store_statement(sender, if_open)
+    def build(cls, sender: Sender, if_open: bool, assigned: bool) -> _StoreStatement:
+        statement = _store_statement(sender, if_open, assigned)
         placeholders = {f"m_{name}": None for name in _MESSAGE_COLUMNS if name != "seq"}
+        if assigned:
+            placeholders["m_writer"] = None
         dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]
         expanded = statement.compile(dialect=dialect).construct_expanded_state(placeholders)
         plain = not expanded.processors and expanded.positiontup is not None
@@ -436,7 +465,7 @@ class _StoreStatement:
         return seq
 
 
-def _store_statement(sender: Sender, if_open: bool) -> Select[Any]:
+def _store_statement(sender: Sender, if_open: bool, assigned: bool) -> Select[Any]:
     """PostgreSQL: lock the case, insert the message under the next number unless its
     client_id is known, then bump the case; returns the new number, or no row if nothing was
     stored. (The three parts share one snapshot, so the bump reads the number the insert got
@@ -447,6 +476,9 @@ def _store_statement(sender: Sender, if_open: bool) -> Select[Any]:
     )
     if if_open:
         locked = locked.where(_CASES.c.status != CaseStatus.closed.value)
+    if assigned:
+        writer = bindparam("m_writer", type_=_CASES.c.assigned_staff_id.type)
+        locked = locked.where(_CASES.c.assigned_staff_id == writer)
     locked_cte = locked.with_for_update().cte("locked")
     row = [
         locked_cte.c.seq if name == "seq" else bindparam(f"m_{name}", type_=_MESSAGES.c[name].type)

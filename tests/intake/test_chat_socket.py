@@ -257,3 +257,36 @@ async def test_the_victim_hears_who_joins_and_the_staff_hear_when_it_ends(
     finally:
         await victim_chat.close()
         await agent.close()
+
+
+async def test_staff_who_lose_a_case_can_no_longer_write_in_it(
+    server: LiveServer, db: Database
+) -> None:
+    """A released (or transferred) case takes no more messages from an already open staff chat:
+    the store itself checks who has the case."""
+    victim = await Victim(server.url).start()
+    victim_chat = await victim.chat(server.ws_url)
+    agent = await StaffMember.create(db, server.url, "joost")
+    try:
+        case_id = await agent.claim(victim.reference)
+        staff_chat = await agent.chat(server.ws_url, case_id)
+        first = await staff_chat.say("Hallo, ik ben Joost.")
+        assert first["type"] == "ack"
+        released = await agent.post(f"/api/staff/cases/{case_id}/release")
+        assert released.status_code == 200, released.text
+        await staff_chat.send({"type": "send", "client_id": "after-release", "text": "nog iets"})
+        refused = await staff_chat.wait_for(
+            lambda f: f["type"] == "error" and f.get("client_id") == "after-release"
+        )
+        assert refused["code"] == "not_assigned"
+        # nothing was stored: the victim's history holds only the first message
+        history = await victim.chat(server.ws_url)
+        texts = [f["text"] for f in await history.messages(1)]
+        assert texts == ["Hallo, ik ben Joost."]
+        with pytest.raises(TimeoutError):
+            await history.wait_for(lambda f: f["type"] == "message", timeout=1)
+        await history.close()
+        await staff_chat.close()
+    finally:
+        await victim_chat.close()
+        await agent.close()

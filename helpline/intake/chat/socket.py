@@ -344,6 +344,7 @@ async def _handle_send(connection: Connection, frame: dict[str, Any]) -> None:
                     staff_id=who.staff_id,
                     cipher=connection.cipher,
                     if_open=True,
+                    writer=who.staff_id,
                 )
     if stored is None:  # the first message (no key yet), or the case is closed or gone
         async with found.db.transaction() as session:
@@ -369,6 +370,7 @@ async def _handle_send(connection: Connection, frame: dict[str, Any]) -> None:
                 client_id=client_id,
                 staff_id=who.staff_id,
                 cipher=connection.cipher,
+                writer=who.staff_id,
             )
             if connection.cipher is None:  # the first message made the case's key: keep it
                 connection.cipher = await found.keyring.cipher(session, case_scope(who.case_id))
