@@ -22,25 +22,38 @@ header, chunks reordered or copied from another file (even under the same key), 
 at a chunk boundary (its new last chunk was not sealed as final) and bytes appended after the
 last chunk (it is then no longer last) all fail to decrypt, and `read` raises DecryptionError.
 
-Memory stays flat: plaintext is re-chunked as it arrives and at most about one batch (1 MiB)
-plus one incoming piece is held at a time. Encryption, hashing and file IO run in a worker
-thread, one batch per hop, so a large upload does not starve other requests.
+Storing is a pipeline, so that a large upload neither starves other requests nor runs at
+the sum of its steps' times. The event loop cuts the incoming pieces into batches of whole
+chunks (1 MiB), holding the pieces rather than copying them. Each store has two threads that
+take the batches in order: one hashes them (SHA-256, the slowest step), the other encrypts
+them into a reused buffer and writes them, while the loop gathers the next batch. hashlib
+and os.write release the GIL, so the steps share out both cores. Memory stays flat: the loop
+waits while more than two batches are queued, so a store holds at most about four batches of
+plaintext (three queued, one being gathered) plus one incoming piece, and one batch of
+ciphertext. Every 8 MiB written, the kernel is asked to start writing the file out
+(sync_file_range on Linux), so the disk works while the rest arrives and the final fsync has
+little left to do. Figures: docs/benchmarks.md, "Evidence vault".
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import ctypes
+import functools
 import hashlib
 import os
 import re
 import secrets
 import struct
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -60,7 +73,10 @@ HEADER_BYTES = _HEADER.size  # 32
 _MAX_CHUNKS = 2**32  # the chunk counter in the nonce is 32 bits
 _MIN_CHUNK_SIZE = 1024
 _MAX_CHUNK_SIZE = 16 * 1024 * 1024
-_BATCH_CHUNKS = 16  # chunks per worker-thread hop (1 MiB at the default chunk size)
+_BATCH_CHUNKS = 16  # chunks per batch, one thread hop (1 MiB at the default chunk size)
+_DEPTH = 2  # batches of one store queued for its threads before the event loop waits
+_WRITEBACK_BYTES = 8 * 1024 * 1024  # start writeback after this much more was written
+_SYNC_FILE_RANGE_WRITE = 2
 _WIPE_BYTES = 1024 * 1024
 _NAME = re.compile(r"[0-9a-f]{32}")
 _TEMPORARY_PREFIX = ".tmp-"
@@ -102,25 +118,96 @@ async def _in_thread(function: Callable[..., T], *args: object) -> T:
         raise
 
 
-async def _in_threads(*calls: tuple[Any, ...]) -> None:
-    """Run independent blocking calls `(function, *args)` at once in threads (SHA-256 of a
-    batch alongside its encryption and write: hashing is the slower of the two), waiting for
-    all of them even on failure or cancellation; then raise the first failure."""
-    tasks = [asyncio.ensure_future(asyncio.to_thread(call[0], *call[1:])) for call in calls]
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int], None] | None:
+    """Linux's sync_file_range(2), which Python does not wrap, with SYNC_FILE_RANGE_WRITE:
+    start writing a range of a file back to the disk without waiting for it."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        await asyncio.shield(asyncio.wait(tasks))
-    except asyncio.CancelledError:
-        await asyncio.wait(tasks)
-        raise
-    for task in tasks:
-        task.result()
+        function = ctypes.CDLL(None).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    function.restype = ctypes.c_int
+
+    def start(fd: int, offset: int, length: int) -> None:
+        function(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+    return start
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """A hint only, so failures are ignored: the fsync at the end is what makes a blob
+    durable, and it reports any write error."""
+    start = _sync_file_range()
+    if start is not None:
+        start(fd, offset, length)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+class _Batch:
+    """Incoming pieces held as they came (no copy) until a batch of whole chunks is cut off."""
+
+    def __init__(self) -> None:
+        self.pieces: collections.deque[memoryview] = collections.deque()
+        self.size = 0
+
+    def add(self, piece: bytes) -> None:
+        self.pieces.append(memoryview(piece))
+        self.size += len(piece)
+
+    def take(self, size: int) -> list[memoryview]:
+        """The first `size` bytes (all of them if fewer), as views of the pieces."""
+        taken: list[memoryview] = []
+        wanted = min(size, self.size)
+        self.size -= wanted
+        while wanted:
+            piece = self.pieces.popleft()
+            if len(piece) > wanted:
+                self.pieces.appendleft(piece[wanted:])
+                piece = piece[:wanted]
+            taken.append(piece)
+            wanted -= len(piece)
+        return taken
+
+
+def _chunks(pieces: list[memoryview], chunk_size: int) -> Iterator[memoryview]:
+    """`pieces` as consecutive chunks of `chunk_size` bytes (the last may be shorter): views
+    of a piece where a chunk lies within one, else copied into one buffer that each such
+    chunk reuses (so use a chunk before asking for the next)."""
+    straddling = memoryview(bytearray(chunk_size))
+    filled = 0
+    for piece in pieces:
+        view = piece
+        if filled:
+            step = min(chunk_size - filled, len(view))
+            straddling[filled : filled + step] = view[:step]
+            filled += step
+            view = view[step:]
+            if filled < chunk_size:
+                continue
+            yield straddling
+            filled = 0
+        whole = len(view) - len(view) % chunk_size
+        for start in range(0, whole, chunk_size):
+            yield view[start : start + chunk_size]
+        filled = len(view) - whole
+        straddling[:filled] = view[whole:]
+    if filled:
+        yield straddling[:filled]
 
 
 class _Writer:
-    """The blocking half of `Vault.store`: encrypts, hashes and writes batches of chunks."""
+    """The blocking half of `Vault.store`: hashes batches of plaintext (`hash`), and encrypts
+    and writes them chunk by chunk (`write`). `_Pipeline` runs the two in separate threads."""
 
-    def __init__(self, handle: BinaryIO, key: bytes, chunk_size: int) -> None:
-        self.handle = handle
+    def __init__(self, fd: int, key: bytes, chunk_size: int) -> None:
+        self.fd = fd
         self.chunk_size = chunk_size
         self.aead = AESGCM(key)
         self.prefix = secrets.token_bytes(NONCE_PREFIX_BYTES)
@@ -129,35 +216,86 @@ class _Writer:
         )
         self.sha256 = hashlib.sha256()
         self.index = 0
+        self.sealed = bytearray()  # ciphertext of one batch, reused
+        self.written = 0
+        self.flushed = 0
 
-    def start(self) -> None:
-        self.handle.write(self.header)
+    def hash(self, pieces: list[memoryview]) -> None:
+        for piece in pieces:
+            self.sha256.update(piece)
 
-    def write(self, plaintext: bytes, final: bool) -> None:
-        """Encrypt `plaintext` chunk by chunk and write it; when `final`, its last chunk ends
-        the file. Only the last chunk of the file may be shorter than the chunk size."""
-        view = memoryview(plaintext)
-        sealed = []
-        for start in range(0, len(plaintext), self.chunk_size):
-            last = final and start + self.chunk_size >= len(plaintext)
-            if self.index >= _MAX_CHUNKS:
-                raise TooLarge("the file is too large for the evidence vault")
-            sealed.append(
-                self.aead.encrypt(
+    def write(self, pieces: list[memoryview], final: bool) -> None:
+        """Encrypt `pieces` chunk by chunk and write them; when `final`, their last chunk ends
+        the file, and the file is flushed to disk. Only the last chunk of the file may be
+        shorter than the chunk size."""
+        size = sum(len(piece) for piece in pieces)
+        count = -(-size // self.chunk_size)
+        start = HEADER_BYTES if self.index == 0 else 0
+        end = start + size + count * TAG_BYTES
+        if len(self.sealed) < end:
+            self.sealed = bytearray(end)
+        with memoryview(self.sealed) as sealed:
+            if start:
+                sealed[:start] = self.header
+            position = start
+            for number, chunk in enumerate(_chunks(pieces, self.chunk_size), 1):
+                if self.index >= _MAX_CHUNKS:
+                    raise TooLarge("the file is too large for the evidence vault")
+                last = final and number == count
+                following = position + len(chunk) + TAG_BYTES
+                self._seal(
                     _nonce(self.prefix, self.index, last),
-                    view[start : start + self.chunk_size],
+                    chunk,
                     _associated_data(self.header, self.index, last),
+                    sealed[position:following],
                 )
+                self.index += 1
+                position = following
+            _write_all(self.fd, sealed[:end])
+        self.written += end
+        if final:
+            os.fsync(self.fd)
+        elif self.written - self.flushed >= _WRITEBACK_BYTES:
+            # Hand what was written so far to the disk now rather than all of it at the
+            # final fsync: the disk works while the rest arrives, and the fsync is short.
+            _start_writeback(self.fd, self.flushed, self.written - self.flushed)
+            self.flushed = self.written
+
+    def _seal(self, nonce: bytes, chunk: memoryview, associated: bytes, into: memoryview) -> None:
+        self.aead.encrypt_into(nonce, chunk, associated, into)  # cryptography >= 47
+
+
+class _Pipeline:
+    """The threads of one `store`: one hashes the batches, one encrypts and writes them, each
+    in order, while the event loop gathers the next batch. hashlib and os.write let go of
+    the GIL, so SHA-256, the slowest step, runs on a core of its own. The loop waits while
+    more than `_DEPTH` batches are queued."""
+
+    def __init__(self, writer: _Writer) -> None:
+        self.writer = writer
+        self.hashing = ThreadPoolExecutor(1, thread_name_prefix="vault-hash")
+        self.writing = ThreadPoolExecutor(1, thread_name_prefix="vault-write")
+        self.queued: collections.deque[tuple[Future[None], Future[None]]] = collections.deque()
+
+    async def put(self, batch: list[memoryview], final: bool) -> None:
+        """Queue `batch`; when `final`, wait until it and all before it are on disk."""
+        self.queued.append(
+            (
+                self.hashing.submit(self.writer.hash, batch),
+                self.writing.submit(self.writer.write, batch, final),
             )
-            self.index += 1
-        self.handle.write(b"".join(sealed))
+        )
+        while self.queued and (final or len(self.queued) > _DEPTH):
+            for future in self.queued.popleft():
+                if not future.done():
+                    await asyncio.wrap_future(future)
+                future.result()
 
-    def hash(self, plaintext: bytes) -> None:
-        self.sha256.update(plaintext)
-
-    def finish(self) -> None:
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
+    def close(self) -> None:
+        """Let the threads end; after a failure, drop the batches that wait and wait for
+        those in progress (they use the file)."""
+        for executor in (self.hashing, self.writing):
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 class _Reader:
@@ -251,12 +389,12 @@ class Vault:
         handle = _create_exclusive(temporary)
         size = 0
         head = bytearray()
-        pending = bytearray()
+        gathered = _Batch()
         batch_bytes = self.chunk_size * _BATCH_CHUNKS
+        pipeline: _Pipeline | None = None
         final: Path | None = None
         try:
-            writer = _Writer(handle, key, self.chunk_size)
-            await _in_thread(writer.start)
+            pipeline = _Pipeline(_Writer(handle.fileno(), key, self.chunk_size))
             async for piece in chunks:
                 if not piece:
                     continue
@@ -268,29 +406,24 @@ class Vault:
                     )
                 if len(head) < HEAD_BYTES:
                     head += piece[: HEAD_BYTES - len(head)]
-                pending += piece
+                # Held, not copied; a mutable buffer is copied, as the source may reuse it.
+                gathered.add(piece if isinstance(piece, bytes) else bytes(piece))
                 # Keep at least one byte back: the final chunk must be sealed as final, and
                 # only the end of the stream says which one that is.
-                while len(pending) > batch_bytes:
-                    with memoryview(pending) as view:  # one copy, not two
-                        batch = bytes(view[:batch_bytes])
-                    del pending[:batch_bytes]
-                    await _in_threads((writer.hash, batch), (writer.write, batch, False))
+                while gathered.size > batch_bytes:
+                    await pipeline.put(gathered.take(batch_bytes), final=False)
             if size == 0:
                 raise Invalid("the file is empty")
-            batch = bytes(pending)
-            pending.clear()
-            await _in_threads((writer.hash, batch), (writer.write, batch, True))
-            await _in_thread(writer.finish)
+            await pipeline.put(gathered.take(gathered.size), final=True)
             name = secrets.token_hex(16)
             final = self.root / name
-            await _in_thread(_publish, handle, temporary, final)
+            await _in_thread(_publish, pipeline, handle, temporary, final)
             return StoredBlob(
-                name=name, size=size, sha256=writer.sha256.hexdigest(), head=bytes(head)
+                name=name, size=size, sha256=pipeline.writer.sha256.hexdigest(), head=bytes(head)
             )
         except BaseException:
-            # final too: a cancellation can land just after the rename
-            await asyncio.shield(asyncio.to_thread(_discard, handle, temporary, final))
+            # `final` too: a cancellation can land just after the rename
+            await asyncio.shield(asyncio.to_thread(_discard, pipeline, handle, temporary, final))
             raise
 
     async def read(self, name: str, key: bytes) -> AsyncIterator[bytes]:
@@ -367,13 +500,18 @@ def _open_for_reading(path: Path) -> BinaryIO:
     return open(path, "rb")  # closed by the generator that owns it
 
 
-def _publish(handle: BinaryIO, temporary: Path, final: Path) -> None:
+def _publish(pipeline: _Pipeline, handle: BinaryIO, temporary: Path, final: Path) -> None:
+    pipeline.close()
     handle.close()
     os.replace(temporary, final)
     _fsync_directory(final.parent)
 
 
-def _discard(handle: BinaryIO, temporary: Path, final: Path | None) -> None:
+def _discard(
+    pipeline: _Pipeline | None, handle: BinaryIO, temporary: Path, final: Path | None
+) -> None:
+    if pipeline is not None:
+        pipeline.close()  # first: its threads may still write to the file
     with contextlib.suppress(OSError):
         handle.close()
     for path in (temporary, final):
