@@ -35,3 +35,14 @@ export function flagBadges(flags) {
 export function statusBadge(status) {
   return codeLabel(`status status-${status}`, `status.${status}`, status);
 }
+
+const CHANNEL_ICONS = { email: '\u2709', callback: '\u260e', chat: null };
+
+/** The channel a case came by: an icon (decoration only) and its name in words. */
+export function channelLabel(channel) {
+  const icon = CHANNEL_ICONS[channel];
+  return h('span', { class: `channel channel-${channel}`, 'data-channel': channel || '' },
+    icon ? h('span', { class: 'channel-icon', 'aria-hidden': 'true' }, icon) : null,
+    icon ? ' ' : null,
+    codeLabel('channel-name', `channel.${channel}`, channel)); // prettier-ignore
+}

@@ -10,11 +10,15 @@ import { loadVocabulary, forgetVocabulary } from './vocab.js';
 import { refreshTimers } from './sla.js';
 import { TeamView } from './supervisor.js';
 import { CannedEditor } from './cannededit.js';
+import { CallbackBook, UpcomingCalls } from './callback.js';
+import { MailFailures } from './email.js';
+import { QuarantineView } from './quarantine.js';
 
 const SUPERVISOR_ROLES = new Set(['supervisor', 'admin']);
 const MAIN_STORE = 'helpline.console.main';
 
-const state = { me: null, queue: null, panes: null, auth: null, live: null, presence: null, team: null, canned: null };
+const state = { me: null, queue: null, panes: null, auth: null, live: null, presence: null, team: null, canned: null,
+  callbacks: null, mailFailures: null, upcoming: null, quarantine: null }; // prettier-ignore
 
 async function showConsole(me) {
   state.me = me;
@@ -39,11 +43,17 @@ async function showConsole(me) {
   const announcer = new Announcer($('#announcer'));
   live.on('open', () => presence.reset());
   live.on('presence', (f) => presence.update(f));
+  // what the queue rows and the panes know of the other channels: waiting callback requests,
+  // and mails that were not delivered
+  const callbacks = new CallbackBook({ live, hooks: { onSessionLost: () => sessionLost() } });
+  const mailFailures = new MailFailures();
+  const channels = { callbacks, mailFailures };
   const panes = new Panes({
     me,
     vocab,
     presence,
     live,
+    channels,
     hooks: {
       onSessionLost: () => sessionLost(),
       onCheckSession: () => checkSession(),
@@ -63,9 +73,11 @@ async function showConsole(me) {
     presence,
     vocab,
     announcer,
+    channels,
     hooks: { onSessionLost: () => sessionLost(), onCheckSession: () => checkSession() },
   });
-  Object.assign(state, { panes, queue, live, presence });
+  Object.assign(state, { panes, queue, live, presence, callbacks, mailFailures });
+  callbacks.start();
   queue.start();
   panes.restore();
   live.setViewing([...panes.panes.keys()]);
@@ -77,6 +89,8 @@ async function showConsole(me) {
     state.team = new TeamView({ me, live, presence,
       hooks: { onSessionLost: () => sessionLost(), cases: () => (state.queue ? state.queue.cases : []) } }); // prettier-ignore
     state.canned = new CannedEditor({ hooks: { onSessionLost: () => sessionLost() } });
+    state.quarantine = new QuarantineView({ hooks: { onSessionLost: () => sessionLost() } });
+    state.upcoming = new UpcomingCalls({ book: callbacks, root: $('#upcoming-calls') });
   }
   let main = 'work';
   try {
@@ -90,12 +104,13 @@ async function showConsole(me) {
 
 /** The console's main views: the work (queue + panes), the team, the canned responses. */
 function showMain(name, focus) {
-  const views = { work: null, team: state.team, canned: state.canned };
+  const views = { work: null, team: state.team, canned: state.canned, quarantine: state.quarantine };
   if (!(name in views) || (name !== 'work' && !views[name])) name = 'work';
   const shell = $('#view-console');
   shell.dataset.main = name;
   $('#view-team').hidden = name !== 'team';
   $('#view-canned').hidden = name !== 'canned';
+  $('#view-quarantine').hidden = name !== 'quarantine';
   for (const btn of document.querySelectorAll('.view-btn')) {
     if (btn.dataset.main === name) btn.setAttribute('aria-current', 'page');
     else btn.removeAttribute('aria-current');
@@ -111,7 +126,7 @@ function showMain(name, focus) {
     /* not remembered */
   }
   if (focus) {
-    const heading = { work: '#queue-title', team: '#team-title', canned: '#canned-view-title' }[name];
+    const heading = { work: '#queue-title', team: '#team-title', canned: '#canned-view-title', quarantine: '#quarantine-title' }[name];
     $(heading).focus();
   }
 }
@@ -122,7 +137,13 @@ function teardown({ forget }) {
   if (state.live) state.live.stop();
   if (state.presence) state.presence.destroy();
   if (state.team) state.team.destroy();
-  Object.assign(state, { queue: null, panes: null, live: null, presence: null, team: null, canned: null, me: null });
+  if (state.callbacks) state.callbacks.stop();
+  if (state.mailFailures) state.mailFailures.clear();
+  if (state.upcoming) state.upcoming.destroy();
+  if (state.quarantine) state.quarantine.destroy();
+  Object.assign(state, { queue: null, panes: null, live: null, presence: null, team: null, canned: null, me: null,
+    callbacks: null, mailFailures: null, upcoming: null, quarantine: null }); // prettier-ignore
+  $('#view-quarantine').hidden = true;
   forgetVocabulary();
   $('#view-console').hidden = true;
   $('#views').hidden = true;

@@ -10,6 +10,7 @@ export class MessageList {
     this.bySeq = new Map(); // seq -> element
     this.maxSeq = 0; // highest seq shown
     this.victimRead = 0; // the victim has seen everything up to here
+    this.decorate = null; // (el, seq): an e-mail case shows each staff message's delivery state instead
   }
 
   has(seq) {
@@ -21,6 +22,7 @@ export class MessageList {
     const el = this.build({ from, text, at, clientId });
     if (el.classList.contains('from-staff')) this.setMark(el, seq <= this.victimRead ? 'read' : 'sent');
     this.insert(el, seq);
+    if (this.decorate && el.classList.contains('from-staff')) this.decorate(el, seq);
     return el;
   }
 
@@ -46,7 +48,15 @@ export class MessageList {
     }
     this.insert(el, seq);
     this.setMark(el, seq <= this.victimRead ? 'read' : 'sent');
+    if (this.decorate) this.decorate(el, seq);
     return true;
+  }
+
+  /** The stored text of a shown message (an e-mail reply is stored with more than was typed). */
+  setText(seq, text) {
+    const el = this.bySeq.get(seq);
+    const p = el && el.querySelector('.text');
+    if (p && typeof text === 'string' && p.textContent !== text) p.textContent = text;
   }
 
   fail(el) {

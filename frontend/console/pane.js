@@ -2,6 +2,8 @@
 // the case actions (transfer, release, close); the handover note first when there is one; then
 // tabs for the conversation, the private notes and the timeline. The conversation has its own
 // /ws/chat socket: messages in seq order exactly once, unacked sends kept and re-sent until acked.
+// A callback request shows in a panel at the top (callback.js); an e-mail case answers by mail
+// (email.js) instead of over the socket, which then only brings the case's messages in.
 import { api, ApiError } from './api.js';
 import { setT, has } from './strings.js';
 import { h, uuid, wsUrl, Backoff, confirmDialog } from './dom.js';
@@ -13,9 +15,11 @@ import { NotesPanel } from './notes.js';
 import { TimelinePanel } from './timeline.js';
 import { CannedPicker } from './canned.js';
 import { closeDialog, transferDialog, errorKey } from './dialogs.js';
-import { priorityBadge, flagBadges, codeLabel } from './badges.js';
+import { priorityBadge, flagBadges, codeLabel, channelLabel } from './badges.js';
 import { slaTimer } from './sla.js';
 import { referralText } from './vocab.js';
+import { CallbackPanel } from './callback.js';
+import { EmailPanel } from './email.js';
 
 const RETRY_MS = 4000; // re-send an unacked message after this long
 const TYPING_SEND_MS = 2000; // at most one typing frame per 2 s
@@ -32,8 +36,9 @@ export class ChatPane {
    * info: what is known of the case (a queue row, or a claim answer); me: GET /api/staff/me;
    * vocab: the Vocabulary; presence: who has which case open; hooks: see Panes.open.
    */
-  constructor({ info, me, vocab, presence, hooks }) {
+  constructor({ info, me, vocab, presence, channels, hooks }) {
     this.id = info.id;
+    this.channels = channels; // { mailFailures }
     this.info = { ...info };
     this.reference = info.reference || '';
     this.me = me;
@@ -57,11 +62,13 @@ export class ChatPane {
     this.lastTypingSent = 0;
     this.lastFrameAt = 0;
     this.currentTab = 'conversation';
+    this.canReply = true;
     this.build();
     this.setStatus(info.status || 'new');
     this.updateInfo(this.info); // a handover note shows only from the case's own answer
     this.connect();
     this.loadCase();
+    this.callback.load();
     this.retryTimer = setInterval(() => this.retryPending(), 1000);
     this.pingTimer = setInterval(() => this.ping(), PING_MS);
     this.offPresence = presence.onChange(() => this.showViewers());
@@ -129,6 +136,9 @@ export class ChatPane {
     this.evidence = new EvidenceSection({ pane: this, me: this.me, hooks: { onSessionLost: sessionLost } });
     this.notes = new NotesPanel({ pane: this, hooks: { onSessionLost: sessionLost, onAdded: () => this.refreshPanels() } });
     this.timeline = new TimelinePanel({ pane: this, hooks: { onSessionLost: sessionLost } });
+    this.callback = new CallbackPanel({ pane: this,
+      hooks: { onSessionLost: sessionLost, onChanged: () => this.somethingRecorded() } }); // prettier-ignore
+    this.mailSlot = h('div', { class: 'mail-slot' }); // the e-mail delivery failures, once this is known to be an e-mail case
 
     // the tabs: conversation, notes, timeline
     this.tabButtons = new Map();
@@ -159,13 +169,14 @@ export class ChatPane {
         this.connEl, this.closeBtn),
       h('div', { class: 'pane-actions', role: 'group', 'i18n-aria-label': ['pane.actions', ref] },
         this.triage.toggle, this.evidence.toggle, this.transferBtn, this.releaseBtn, this.closeCaseBtn),
-      this.triage.el, this.paneMsg, this.bannerEl, this.handover.el, this.evidence.banner, this.evidence.el,
-      tablist, ...this.panels.values()); // prettier-ignore
+      this.triage.el, this.paneMsg, this.bannerEl, this.handover.el, this.callback.el, this.mailSlot,
+      this.evidence.banner, this.evidence.el, tablist, ...this.panels.values()); // prettier-ignore
     this.reply.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter' && !e.shiftKey && !e.altKey && !e.isComposing) {
-        e.preventDefault();
-        this.sendFromBox();
-      }
+      if (e.key !== 'Enter' || e.shiftKey || e.altKey || e.isComposing) return;
+      // a mail is written in paragraphs: Enter is a new line there, Ctrl+Enter sends
+      if (this.email && !(e.ctrlKey || e.metaKey)) return;
+      e.preventDefault();
+      this.sendFromBox();
     });
     this.reply.addEventListener('input', () => {
       this.fitReply();
@@ -174,6 +185,52 @@ export class ChatPane {
     this.el.addEventListener('focusin', () => this.hooks.onFocus(this));
     this.evidence.applyMinor();
     this.showTab('conversation', false);
+  }
+
+  // --- e-mail cases ------------------------------------------------------------------------
+
+  /** This case came by e-mail: replies go out as mail, each with its delivery state. */
+  enableEmail() {
+    const ref = { ref: this.reference };
+    this.email = new EmailPanel({ pane: this, failures: this.channels.mailFailures,
+      hooks: { onSessionLost: () => this.hooks.onSessionLost(), onSent: () => this.hooks.onQueueHint() } }); // prettier-ignore
+    this.el.dataset.channel = 'email';
+    this.mailSlot.replaceChildren(this.email.banner);
+    this.form.querySelector('.reply-tools').append(...this.email.tools());
+    setT(this.reply, 'mail.reply_placeholder', undefined, 'placeholder');
+    setT(this.form.querySelector('label.sr-only'), 'mail.reply_label', ref);
+    setT(this.sendBtn, 'mail.send');
+    setT(this.form.querySelector('.hint'), 'mail.reply_hint');
+    this.typingEl.hidden = true;
+    this.msgs.decorate = (el, seq) => this.email.decorate(el, seq);
+    this.email.load();
+  }
+
+  /** Whether the reply box may be used (an e-mail case whose mail named no address may not). */
+  setReplyAllowed(allowed) {
+    this.canReply = allowed;
+    this.setStatus(this.status);
+  }
+
+  /** A pending message the server refused for good: marked "not sent", never tried again. */
+  dropPending(clientId) {
+    const p = this.pending.get(clientId);
+    this.pending.delete(clientId);
+    if (p) this.msgs.fail(p.el);
+  }
+
+  /** A callback attempt or a passphrase was recorded: the timeline and the queue follow. */
+  somethingRecorded() {
+    this.refreshPanels();
+    this.hooks.onQueueHint();
+  }
+
+  /** `case_changed` for this case (or the console reconnected): everything shown again. */
+  caseChanged() {
+    this.loadCase();
+    this.refreshPanels();
+    this.callback.load();
+    if (this.email) this.email.load();
   }
 
   // --- tabs ----------------------------------------------------------------------------------
@@ -253,8 +310,13 @@ export class ChatPane {
   }
 
   applyCase(c) {
+    const ownerBefore = this.info.assigned_to ? this.info.assigned_to.id : null;
     this.info = { ...this.info, ...c };
     const i = this.info;
+    if (i.channel === 'email' && !this.email) this.enableEmail();
+    const ownerNow = i.assigned_to ? i.assigned_to.id : null;
+    // the number is shown to whoever has the case: a claim, transfer or release changes that
+    if (ownerNow !== ownerBefore && this.callback && this.callback.shown) this.callback.load();
     if (i.reference) this.setReference(i.reference);
     if (i.status && (this.status !== 'closed' || i.status === 'closed')) this.setStatus(i.status);
     this.prioEl.replaceChildren(priorityBadge(i.priority ?? 3, i.priority_overridden));
@@ -281,7 +343,7 @@ export class ChatPane {
     const i = this.info;
     this.metaEl.replaceChildren();
     const parts = [];
-    if (i.channel) parts.push(codeLabel('', `channel.${i.channel}`, i.channel));
+    if (i.channel) parts.push(channelLabel(i.channel));
     if (i.language) parts.push(h('abbr', { class: 'lang', 'i18n-title': `language.${i.language}` }, String(i.language).toUpperCase()));
     if (i.category) parts.push(codeLabel('category', `category.${i.category}`, i.category));
     else if (i.topic) parts.push(h('span', { class: 'category is-topic' }, h('span', { i18n: 'queue.topic' }), ' ', codeLabel('', `category.${i.topic}`, i.topic)));
@@ -424,9 +486,11 @@ export class ChatPane {
       this.statusEl.textContent = status;
     }
     const closed = status === 'closed';
-    this.reply.disabled = closed || this.gone;
-    this.sendBtn.disabled = closed || this.gone;
-    this.canned.toggle.disabled = closed || this.gone;
+    const mute = closed || this.gone || !this.canReply;
+    this.reply.disabled = mute;
+    this.sendBtn.disabled = mute;
+    this.canned.toggle.disabled = mute;
+    if (this.email) this.email.chatAccess.disabled = mute;
     if (closed) {
       this.typingEl.hidden = true;
       if (this.canned.open) this.canned.setOpen(false, false);
@@ -560,6 +624,9 @@ export class ChatPane {
         this.evidence.load();
         this.refreshPanels();
         break;
+      case 'email_status': // a mail's delivery changed (consoles also hear it as case_changed)
+        if (this.email) this.email.load();
+        break;
       case 'ended':
         if (this.status !== 'closed') {
           this.setStatus('closed');
@@ -666,6 +733,8 @@ export class ChatPane {
         }
       }
     }
+    // a mail with the chat paragraph is stored (and shown to staff) with its passphrase masked
+    if (this.email && f.from === 'staff') this.msgs.setText(seq, f.text);
     if (this.lastSeq >= this.historyUntil) this.historyDone();
     this.maybeRead();
   }
@@ -688,10 +757,17 @@ export class ChatPane {
       this.banner('pane.too_long', { n: MAX_TEXT });
       return;
     }
+    if (!this.canReply) return;
     const clientId = uuid();
     this.sentIds.add(clientId);
     const el = this.msgs.addPending(clientId, text);
-    this.pending.set(clientId, { text, el, sentAt: 0 });
+    const entry = { text, el, sentAt: 0 };
+    if (this.email) {
+      // decided now, for this mail: a new passphrase each time replaces the one before
+      entry.chatAccess = this.email.wantsChatAccess;
+      this.email.chatAccess.checked = false;
+    }
+    this.pending.set(clientId, entry);
     this.reply.value = '';
     this.fitReply();
     this.trySend(clientId);
@@ -700,6 +776,10 @@ export class ChatPane {
   trySend(clientId) {
     const p = this.pending.get(clientId);
     if (!p) return;
+    if (this.email) {
+      if (!p.inflight) this.email.send(clientId, p); // by mail, retried with the same client_id
+      return;
+    }
     if (this.sendFrame({ type: 'send', client_id: clientId, text: p.text })) p.sentAt = Date.now();
   }
 
@@ -710,7 +790,7 @@ export class ChatPane {
 
   sendTyping() {
     const now = Date.now();
-    if (!this.reply.value || now - this.lastTypingSent < TYPING_SEND_MS) return;
+    if (this.email || !this.reply.value || now - this.lastTypingSent < TYPING_SEND_MS) return;
     if (this.sendFrame({ type: 'typing' })) this.lastTypingSent = now;
   }
 
@@ -790,6 +870,8 @@ export class ChatPane {
     clearTimeout(this.typingTimer);
     clearTimeout(this.historyTimer);
     if (this.offPresence) this.offPresence();
+    this.callback.destroy();
+    if (this.email) this.email.destroy();
     const ws = this.ws;
     this.ws = null;
     if (ws) ws.close(1000);

@@ -6,8 +6,9 @@ const STORE = 'helpline.console.panes';
 const NARROW = '(max-width: 899px)';
 
 export class Panes {
-  constructor({ me, vocab, presence, live, hooks }) {
+  constructor({ me, vocab, presence, live, channels, hooks }) {
     this.me = me;
+    this.channels = channels; // { mailFailures }
     this.vocab = vocab;
     this.presence = presence;
     this.hooks = hooks;
@@ -39,15 +40,13 @@ export class Panes {
     this.queueTab.addEventListener('click', this.onQueueTab);
     this.narrow.addEventListener('change', this.onMedia);
     this.offs = [
-      // a case changed (triage, status, assignment, a note): its pane fetches it again
+      // a case changed (triage, status, assignment, a note, a mail's delivery, a callback):
+      // its pane fetches it again
       live.on('case_changed', (f) => {
         const p = f && this.panes.get(f.case_id);
-        if (p) {
-          p.loadCase();
-          p.refreshPanels();
-        }
+        if (p) p.caseChanged();
       }),
-      live.on('open', () => this.panes.forEach((p) => p.loadCase())),
+      live.on('open', () => this.panes.forEach((p) => p.caseChanged())),
     ];
     this.layout();
   }
@@ -64,6 +63,7 @@ export class Panes {
         me: this.me,
         vocab: this.vocab,
         presence: this.presence,
+        channels: this.channels,
         hooks: {
           isActive: (pane) => this.active === pane.id && (!this.narrow.matches || this.shell.dataset.view === 'pane'),
           // released or transferred: not ours any more, the pane goes

@@ -6,7 +6,8 @@ import { has, setT, t } from './strings.js';
 import { $, h, durationKey } from './dom.js';
 import { slaTimer, syncServerClock, serverNow } from './sla.js';
 import { OPEN_STATUSES } from './vocab.js';
-import { codeLabel, priorityBadge, flagBadges, statusBadge } from './badges.js';
+import { codeLabel, priorityBadge, flagBadges, statusBadge, channelLabel } from './badges.js';
+import { firstWindow, windowLabel } from './callback.js';
 
 const DEBOUNCE_MS = 300;
 const POLL_MS = 30000;
@@ -17,8 +18,9 @@ const CHANNELS = ['chat', 'email', 'callback'];
 const LANGUAGES = ['nl', 'en'];
 
 export class Queue {
-  constructor({ me, panes, live, presence, vocab, announcer, hooks }) {
+  constructor({ me, panes, live, presence, vocab, announcer, channels, hooks }) {
     this.me = me;
+    this.channels = channels; // { callbacks: CallbackBook, mailFailures: MailFailures }
     this.panes = panes;
     this.live = live;
     this.presence = presence;
@@ -54,6 +56,8 @@ export class Queue {
       this.live.on('case_changed', () => this.refresh()),
       this.live.on('sla_breach', (f) => this.onBreach(f)),
       this.presence.onChange(() => this.render()),
+      this.channels.callbacks.onChange(() => this.render()),
+      this.channels.mailFailures.onChange(() => this.render()),
     );
     this.setLive(this.live.connected);
     this.load();
@@ -283,7 +287,9 @@ export class Queue {
     const mine = Boolean(owner && owner.id === this.me.id);
     const open = this.panes.has(c.id);
     const viewers = this.presence.viewersOf(c.id);
-    const sig = JSON.stringify([c, mine, open, this.supervisor, viewers]);
+    const callback = this.channels.callbacks.get(c.id);
+    const mailFailed = Number(c.email_failed) > 0 || this.channels.mailFailures.get(c.id);
+    const sig = JSON.stringify([c, mine, open, this.supervisor, viewers, callback, mailFailed]);
     if (row.sig === sig) return;
     row.sig = sig;
     const ref = { ref: c.reference || '' };
@@ -301,11 +307,18 @@ export class Queue {
       h('span', { class: 'ref', text: c.reference || '' }),
       statusBadge(c.status),
       unread > 0 ? h('span', { class: 'badge unread' }, String(unread), h('span', { class: 'sr-only', i18n: 'tab.unread' })) : null,
+      // a chat (or mail) whose victim also asked to be called back
+      callback && c.channel !== 'callback' ? h('span', { class: 'badge wants-call' },
+        h('span', { 'aria-hidden': 'true' }, '\u260e'), ' ', h('span', { i18n: 'callback.wants_call' })) : null,
+      mailFailed ? h('span', { class: 'badge mail-failed-badge', i18n: 'mail.failed_badge' }) : null,
       slaTimer(c, (kind, p) => this.vocab.slaTarget(kind, p))); // prettier-ignore
 
     const meta = h('div', { class: 'row-meta' });
     const parts = [];
-    if (c.channel) parts.push(codeLabel('channel', `channel.${c.channel}`, c.channel));
+    if (c.channel) {
+      const win = c.channel === 'callback' && callback ? firstWindow(callback.windows) : null;
+      parts.push(win ? h('span', { class: 'channel-with-window' }, channelLabel(c.channel), ' ', windowLabel(win, 'row-window')) : channelLabel(c.channel));
+    }
     if (c.language) parts.push(h('abbr', { class: 'lang', 'i18n-title': `language.${c.language}` }, String(c.language).toUpperCase()));
     if (c.category) parts.push(codeLabel('category', `category.${c.category}`, c.category));
     else if (c.topic) {

@@ -8,7 +8,7 @@ import { errorKey } from './dialogs.js';
 import { priorityName } from './vocab.js';
 
 const KINDS = new Set(['message', 'note', 'evidence', 'event']);
-const HIDDEN_DETAILS = new Set(['event_id']);
+const HIDDEN_DETAILS = new Set(['event_id', 'request', 'outgoing_id']); // ids: nothing to read
 const NAMES_MS = 60000;
 let names = { at: 0, map: new Map() };
 
@@ -46,6 +46,11 @@ function valueLabel(key, value, people) {
   if (v === 'victim') return h('span', { i18n: 'sender.victim' });
   const k = key.replace(/^(from|to|old|new|previous)_/, '');
   const guesses = [];
+  // the e-mail and callback events (email_failed, callback_*): their own words first
+  if (key === 'outcome') guesses.push(`callback.outcome.${v}`);
+  if (key === 'reason') guesses.push(`mail.reason.${v}`, `callback.reason.${v}`);
+  if (key === 'state') guesses.push(`callback.state.${v}`);
+  if (key === 'source') guesses.push(`callback.source.${v}`);
   if (/status/.test(k)) guesses.push(`status.${v}`);
   if (/category|topic/.test(k)) guesses.push(`category.${v}`);
   if (/flag/.test(k)) guesses.push(`flag.${v}`);

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from starlette.requests import Request
@@ -79,6 +79,24 @@ def _person(staff_id: str | None, names: dict[str, str]) -> dict[str, str] | Non
     return {"id": staff_id, "name": names.get(staff_id, "")} if staff_id else None
 
 
+async def _failed_mail(session: AsyncSession, case_ids: list[str]) -> dict[str, int]:
+    """Per e-mail case, how many of our mails could not be delivered (one query)."""
+    # imported here: the e-mail package's routes import this module
+    from helpline.intake.email.models import EmailOutgoing, OutgoingStatus
+
+    if not case_ids:
+        return {}
+    rows = await session.execute(
+        select(col(EmailOutgoing.case_id), func.count())
+        .where(
+            col(EmailOutgoing.case_id).in_(case_ids),
+            col(EmailOutgoing.status) == OutgoingStatus.failed,
+        )
+        .group_by(col(EmailOutgoing.case_id))
+    )
+    return {case_id: int(count) for case_id, count in rows}
+
+
 async def render_cases(
     request: Request, cases: list[Case], *, with_handover: bool = False
 ) -> list[dict[str, Any]]:
@@ -98,6 +116,7 @@ async def render_cases(
         + [h.by for h in handovers.values() if h]
         + [h.to for h in handovers.values() if h],
     )
+    failed_mail = await _failed_mail(session, [c.id for c in cases if c.channel == "email"])
     rendered = []
     for case in cases:
         handover = handovers.get(case.id)
@@ -122,6 +141,7 @@ async def render_cases(
                 "claimed_at": as_utc(case.claimed_at).isoformat() if case.claimed_at else None,
                 "assigned_to": _person(case.assigned_staff_id, names),
                 "unread": max(0, case.last_seq - case.staff_read_seq),
+                "email_failed": failed_mail.get(case.id, 0),
                 "sla": sla_state(case, now, targets).as_json(),
                 "viewers": presence.viewers(case.id),
                 "handover": None

@@ -173,6 +173,9 @@ async def test_a_permanent_refusal_is_dead_lettered_at_once_and_shows_on_the_cas
         )
     assert event.kind == "email_failed" and event.case_id == case_id
     assert json.loads(event.details)["code"] == 550
+    # the queue shows it too, without opening the case
+    queue = (await agent.http.get("/api/staff/cases")).json()["cases"]
+    assert [c["email_failed"] for c in queue if c["id"] == case_id] == [1]
     assert event.text is not None and VICTIM.encode() not in event.text  # encrypted
     mailroom.clock.advance(minutes=20)
     assert await mailroom.run_outbox() == 0  # no retries

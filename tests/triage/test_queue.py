@@ -31,6 +31,7 @@ CASE_KEYS = {
     "claimed_at",
     "assigned_to",
     "unread",
+    "email_failed",
     "sla",
     "viewers",
     "handover",
