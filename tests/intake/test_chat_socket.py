@@ -262,8 +262,8 @@ async def test_the_victim_hears_who_joins_and_the_staff_hear_when_it_ends(
 async def test_staff_who_lose_a_case_can_no_longer_write_in_it(
     server: LiveServer, db: Database
 ) -> None:
-    """A released (or transferred) case takes no more messages from an already open staff chat:
-    the store itself checks who has the case."""
+    """A released (or transferred) case takes no more messages from an agent's already open
+    chat: the store itself checks who has the case. (Supervisors may step into any chat.)"""
     victim = await Victim(server.url).start()
     victim_chat = await victim.chat(server.ws_url)
     agent = await StaffMember.create(db, server.url, "joost")

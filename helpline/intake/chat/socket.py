@@ -131,6 +131,13 @@ class Participant:
     case_id: str
     side: Sender
     staff_id: str | None = None
+    # an agent writes only while the case is theirs; supervisors may step into any chat
+    writes_only_when_assigned: bool = False
+
+    @property
+    def writer(self) -> str | None:
+        """The staff id the store must find the case assigned to, if any."""
+        return self.staff_id if self.writes_only_when_assigned else None
 
 
 @dataclass(slots=True)  # thousands of these: no __dict__ each
@@ -281,7 +288,12 @@ async def _identify(websocket: WebSocket, hello: dict[str, Any]) -> Participant:
             target=f"case:{case.id}",
             details={"via": "chat"},
         )
-    return Participant(case.id, Sender.staff, staff_id=principal.id)
+    return Participant(
+        case.id,
+        Sender.staff,
+        staff_id=principal.id,
+        writes_only_when_assigned=principal.role not in STAFF_CAN_OPEN_ANY,
+    )
 
 
 async def _welcome(connection: Connection) -> None:
@@ -344,7 +356,7 @@ async def _handle_send(connection: Connection, frame: dict[str, Any]) -> None:
                     staff_id=who.staff_id,
                     cipher=connection.cipher,
                     if_open=True,
-                    writer=who.staff_id,
+                    writer=who.writer,
                 )
     if stored is None:  # the first message (no key yet), or the case is closed or gone
         async with found.db.transaction() as session:
@@ -370,7 +382,7 @@ async def _handle_send(connection: Connection, frame: dict[str, Any]) -> None:
                 client_id=client_id,
                 staff_id=who.staff_id,
                 cipher=connection.cipher,
-                writer=who.staff_id,
+                writer=who.writer,
             )
             if connection.cipher is None:  # the first message made the case's key: keep it
                 connection.cipher = await found.keyring.cipher(session, case_scope(who.case_id))
