@@ -10,4 +10,5 @@ def import_all_models() -> None:
     import helpline.intake.callback.models  # noqa: F401
     import helpline.intake.email.models  # noqa: F401
     import helpline.staff.models  # noqa: F401
+    import helpline.takedown.models  # noqa: F401
     import helpline.triage.models  # noqa: F401

@@ -222,6 +222,53 @@ class Settings(BaseSettings):
     sla_notice_hours: int = Field(
         default=24, ge=1, description="Default time a platform has to act on a notice."
     )
+    # --- removal notices (helpline/takedown)
+    notice_notifier_name: str = Field(
+        default="Helpline",
+        max_length=120,
+        description="The helpline's name as the notifier in DSA notices (art. 16(2)(c)).",
+    )
+    notice_notifier_email: str = Field(
+        default="",
+        description="The notifier's e-mail in DSA notices; empty: `HELPLINE_MAIL_FROM`.",
+    )
+    notice_reminder_before_hours: int = Field(
+        default=4,
+        ge=0,
+        description="Remind the platform this many hours before a notice is due; 0: no reminder.",
+    )
+    notice_reminder_after_hours: int = Field(
+        default=2,
+        ge=0,
+        description="Remind the platform this many hours after a notice was due; 0: at once.",
+    )
+    notice_escalation_after_hours: int = Field(
+        default=24,
+        ge=0,
+        description="Hours after the deadline when the first escalation step is drafted for "
+        "staff to approve.",
+    )
+    notice_escalation_step_hours: int = Field(
+        default=72,
+        ge=1,
+        description="Hours after one escalation step was taken before the next is drafted.",
+    )
+    notice_recheck_hours: int = Field(
+        default=0,
+        ge=0,
+        description="Re-check the URLs of open notices this often (HTTP status through the "
+        "snapshot fetcher); 0: only when staff ask.",
+    )
+    notice_portal_days: int = Field(
+        default=30, ge=1, description="How long a notice's platform portal link works."
+    )
+    notice_api_timeout_seconds: float = Field(
+        default=20, gt=0, description="Time limit for one HTTPS POST of a notice to a platform."
+    )
+    notice_api_allow_http: bool = Field(
+        default=False,
+        description="Allow plain `http://` platform endpoints (tests only; never in production).",
+    )
     # --- background work
     outbox_max_attempts: int = Field(
         default=8, ge=1, description="Delivery attempts before an outbox entry is dead-lettered."
