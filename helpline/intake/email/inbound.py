@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,6 +101,36 @@ class OverLimits(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+# ---------------------------------------------------------------- mail that is not for a case
+
+# A claimer takes a mail that answers something other than a case (a platform replying to a
+# removal notice): given the mail and the reply tokens it names, it stores the mail in its
+# own place and returns an Outcome, or returns None to leave the mail to the case path.
+Claimer = Callable[[Services, Envelope, Mail, bytes, list[str]], Awaitable[Outcome | None]]
+CLAIMERS = "email.claimers"
+# automatic mail that nobody's claimer may take: our own mail coming back, and bounces
+NEVER_CLAIMED = frozenset({"bounce", "report", "own_mail"})
+
+
+def register_claimer(found: Services, name: str, claimer: Claimer) -> None:
+    """Let `claimer` look at every readable mail before it becomes a case message."""
+    found.extras.setdefault(CLAIMERS, {})[name] = claimer
+
+
+async def claim(found: Services, envelope: Envelope, mail: Mail, raw: bytes) -> Outcome | None:
+    claimers: dict[str, Claimer] = found.extras.get(CLAIMERS, {})
+    if not claimers:
+        return None
+    candidates = tokens.candidate_tokens(envelope.rcpt_tos, mail.in_reply_to, mail.references)
+    if not candidates:
+        return None
+    for claimer in claimers.values():
+        outcome = await claimer(found, envelope, mail, raw, candidates)
+        if outcome is not None:
+            return outcome
+    return None
 
 
 # ---------------------------------------------------------------- cases and threads
@@ -376,6 +406,15 @@ async def receive(found: Services, envelope: Envelope, raw: bytes) -> Outcome:
     except Unreadable as exc:
         return await _hold(found, envelope, raw, exc.reason, exc.detail)
     loop = loop_reason(found, envelope, mail)
+    if loop not in NEVER_CLAIMED:
+        try:
+            claimed = await claim(found, envelope, mail, raw)
+        except Exception as exc:
+            log.error("storing an e-mail failed", extra={"error": type(exc).__name__})
+            return await _hold(found, envelope, raw, QuarantineReason.error, type(exc).__name__)
+        if claimed is not None:
+            await publish(found, claimed)
+            return claimed
     if loop is not None:
         outcome = await _hold(found, envelope, raw, QuarantineReason.loop, loop)
         if loop in ("bounce", "report"):
