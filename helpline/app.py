@@ -41,6 +41,11 @@ from helpline.staff.auth import idle_session_purge
 from helpline.staff.casework import casework_routes
 from helpline.staff.console import console_routes
 from helpline.staff.routes import register_staff, staff_routes
+from helpline.takedown.platform_api import platform_routes, register_platform_api
+from helpline.takedown.portal import portal_routes, register_portal
+from helpline.takedown.register import register_takedown, takedown_staff_routes
+from helpline.takedown.replies import register_notice_replies, reply_routes
+from helpline.takedown.routes_figures import figures_routes
 from helpline.triage import sla
 from helpline.triage.presence import running_presence
 from helpline.triage.routes import triage_routes
@@ -98,6 +103,8 @@ async def running_services(
         )
         register_email(services)  # the reply handler and the quarantine purge
         register_callback(services)  # the sweep that opens windows and deletes numbers
+        register_takedown(services)  # notice delivery, the notice clock and escalations
+        register_notice_replies(services)  # platforms' e-mail replies to a notice
         # who has which case open in the console: one bus subscription per instance
         await per_instance.enter_async_context(running_presence(services))
         if workers:
@@ -130,12 +137,19 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
         *casework_routes(),
         *email_routes(),
         *callback_routes(),
+        *takedown_staff_routes(),
+        *reply_routes(),
+        *figures_routes(),
+        *portal_routes(),
+        *platform_routes(),
         *evidence_routes(),
         *page_routes(),
     ]
     check_access_rules(routes)
     authenticators: dict[str, Authenticator] = {"victim": victim_authenticator}
     register_staff(authenticators)
+    register_portal(authenticators)  # a notice's portal link
+    register_platform_api(authenticators)  # a platform's API key
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:

@@ -47,6 +47,7 @@ from helpline.evidence.service import vault_for
 from helpline.staff.accounts import create_staff, find_staff
 from helpline.staff.canned_defaults import seed_canned_responses
 from helpline.staff.models import Role
+from helpline.takedown.platforms import load_demo_platforms
 
 T = TypeVar("T")
 DEMO_USER = "demo"
@@ -256,6 +257,10 @@ def demo(host: str, port: int, no_serve: bool) -> None:
 
     async def prepare(db: Database) -> str | None:
         await _migrate(db, master)
+        async with db.transaction() as session:
+            added = await load_demo_platforms(session, SystemClock(), settings)
+        if added:
+            click.echo(f"added {added} example platforms (example.org addresses)")
         async with db.transaction() as session:
             if await find_staff(session, DEMO_USER) is not None:
                 return None

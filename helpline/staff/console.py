@@ -54,7 +54,7 @@ AGENT = staff(Role.agent)
 SUPERVISOR = staff(Role.supervisor)
 KEEPALIVE = 25.0
 MAX_FRAME = 8_000
-FORWARDED = frozenset({"queue_changed", "case_changed", "presence", "sla_breach"})
+FORWARDED = frozenset({"queue_changed", "case_changed", "presence", "sla_breach", "notice_changed"})
 QUEUE_FILTERS = frozenset({"channel", "category", "language", "status", "assigned"})
 
 
