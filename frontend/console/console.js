@@ -13,12 +13,15 @@ import { CannedEditor } from './cannededit.js';
 import { CallbackBook, UpcomingCalls } from './callback.js';
 import { MailFailures } from './email.js';
 import { QuarantineView } from './quarantine.js';
+import { NoticesView } from './notices.js';
+import { PlatformsView } from './platforms.js';
+import { FiguresView } from './figures.js';
 
 const SUPERVISOR_ROLES = new Set(['supervisor', 'admin']);
 const MAIN_STORE = 'helpline.console.main';
 
 const state = { me: null, queue: null, panes: null, auth: null, live: null, presence: null, team: null, canned: null,
-  callbacks: null, mailFailures: null, upcoming: null, quarantine: null }; // prettier-ignore
+  callbacks: null, mailFailures: null, upcoming: null, quarantine: null, notices: null, platforms: null, figures: null }; // prettier-ignore
 
 async function showConsole(me) {
   state.me = me;
@@ -85,12 +88,18 @@ async function showConsole(me) {
 
   const supervisor = SUPERVISOR_ROLES.has(me.role);
   $('#views').hidden = !supervisor;
+  $('#views-takedown').hidden = false;
+  $('#view-btn-work-agent').hidden = supervisor; // supervisors have theirs among their views
+  const lost = () => sessionLost();
+  state.notices = new NoticesView({ me, live, hooks: { onSessionLost: lost, onOpenCase: (id) => openCase(id) } });
+  state.platforms = new PlatformsView({ me, hooks: { onSessionLost: lost } });
   if (supervisor) {
     state.team = new TeamView({ me, live, presence,
       hooks: { onSessionLost: () => sessionLost(), cases: () => (state.queue ? state.queue.cases : []) } }); // prettier-ignore
     state.canned = new CannedEditor({ hooks: { onSessionLost: () => sessionLost() } });
     state.quarantine = new QuarantineView({ hooks: { onSessionLost: () => sessionLost() } });
     state.upcoming = new UpcomingCalls({ book: callbacks, root: $('#upcoming-calls') });
+    state.figures = new FiguresView({ hooks: { onSessionLost: lost } });
   }
   let main = 'work';
   try {
@@ -98,19 +107,21 @@ async function showConsole(me) {
   } catch {
     main = 'work';
   }
-  showMain(supervisor ? main : 'work', false);
+  showMain(supervisor || main === 'notices' || main === 'platforms' ? main : 'work', false);
   if (!panes.active && main === 'work') $('#queue-title').focus();
 }
 
 /** The console's main views: the work (queue + panes), the team, the canned responses. */
 function showMain(name, focus) {
-  const views = { work: null, team: state.team, canned: state.canned, quarantine: state.quarantine };
+  const views = { work: null, team: state.team, canned: state.canned, quarantine: state.quarantine,
+    notices: state.notices, platforms: state.platforms, figures: state.figures }; // prettier-ignore
   if (!(name in views) || (name !== 'work' && !views[name])) name = 'work';
   const shell = $('#view-console');
   shell.dataset.main = name;
   $('#view-team').hidden = name !== 'team';
   $('#view-canned').hidden = name !== 'canned';
   $('#view-quarantine').hidden = name !== 'quarantine';
+  for (const v of ['notices', 'platforms', 'figures']) $(`#view-${v}`).hidden = name !== v;
   for (const btn of document.querySelectorAll('.view-btn')) {
     if (btn.dataset.main === name) btn.setAttribute('aria-current', 'page');
     else btn.removeAttribute('aria-current');
@@ -126,7 +137,8 @@ function showMain(name, focus) {
     /* not remembered */
   }
   if (focus) {
-    const heading = { work: '#queue-title', team: '#team-title', canned: '#canned-view-title', quarantine: '#quarantine-title' }[name];
+    const heading = { work: '#queue-title', team: '#team-title', canned: '#canned-view-title', quarantine: '#quarantine-title',
+      notices: '#notices-title', platforms: '#platforms-title', figures: '#figures-title' }[name]; // prettier-ignore
     $(heading).focus();
   }
 }
@@ -141,9 +153,14 @@ function teardown({ forget }) {
   if (state.mailFailures) state.mailFailures.clear();
   if (state.upcoming) state.upcoming.destroy();
   if (state.quarantine) state.quarantine.destroy();
+  for (const v of ['notices', 'platforms', 'figures']) {
+    if (state[v]) state[v].destroy();
+    $(`#view-${v}`).hidden = true;
+  }
   Object.assign(state, { queue: null, panes: null, live: null, presence: null, team: null, canned: null, me: null,
-    callbacks: null, mailFailures: null, upcoming: null, quarantine: null }); // prettier-ignore
+    callbacks: null, mailFailures: null, upcoming: null, quarantine: null, notices: null, platforms: null, figures: null }); // prettier-ignore
   $('#view-quarantine').hidden = true;
+  $('#views-takedown').hidden = true;
   forgetVocabulary();
   $('#view-console').hidden = true;
   $('#views').hidden = true;
@@ -154,6 +171,17 @@ function teardown({ forget }) {
       /* nothing */
     }
   }
+}
+
+/** From the notices view: the notice's case, in a pane, on its "Notices" tab. */
+function openCase(caseId) {
+  if (!state.panes) return;
+  const known = state.queue && Array.isArray(state.queue.cases) ? state.queue.cases.find((c) => c && c.id === caseId) : null;
+  showMain('work', false);
+  let pane = state.panes.panes.get(caseId);
+  if (pane) state.panes.activate(caseId, false);
+  else pane = state.panes.open(known || { id: caseId });
+  if (pane && typeof pane.showTab === 'function') pane.showTab('notices', true);
 }
 
 /** The session is gone (expired, idle timeout, logged out elsewhere): back to the login form. */

@@ -20,6 +20,7 @@ import { slaTimer } from './sla.js';
 import { referralText } from './vocab.js';
 import { CallbackPanel } from './callback.js';
 import { EmailPanel } from './email.js';
+import { NoticesPanel } from './notices.js';
 
 const RETRY_MS = 4000; // re-send an unacked message after this long
 const TYPING_SEND_MS = 2000; // at most one typing frame per 2 s
@@ -27,7 +28,7 @@ const TYPING_SHOW_MS = 5000; // hide the victim's typing indicator after this
 const PING_MS = 25000;
 const STALE_MS = 65000; // nothing heard for this long: the socket is dead, reconnect
 const MAX_TEXT = 4000;
-const TABS = ['conversation', 'notes', 'timeline'];
+const TABS = ['conversation', 'notes', 'timeline', 'notices'];
 
 let counter = 0;
 
@@ -136,6 +137,7 @@ export class ChatPane {
     this.evidence = new EvidenceSection({ pane: this, me: this.me, hooks: { onSessionLost: sessionLost } });
     this.notes = new NotesPanel({ pane: this, hooks: { onSessionLost: sessionLost, onAdded: () => this.refreshPanels() } });
     this.timeline = new TimelinePanel({ pane: this, hooks: { onSessionLost: sessionLost } });
+    this.noticesPanel = new NoticesPanel({ pane: this, hooks: { onSessionLost: sessionLost } });
     this.callback = new CallbackPanel({ pane: this,
       hooks: { onSessionLost: sessionLost, onChanged: () => this.somethingRecorded() } }); // prettier-ignore
     this.mailSlot = h('div', { class: 'mail-slot' }); // the e-mail delivery failures, once this is known to be an e-mail case
@@ -148,6 +150,7 @@ export class ChatPane {
       conversation: [this.list, this.typingEl, this.canned.el, this.form],
       notes: [this.notes.el],
       timeline: [this.timeline.el],
+      notices: [this.noticesPanel.el],
     };
     for (const name of TABS) {
       const tid = `pane-${n}-tab-${name}`;
@@ -246,6 +249,7 @@ export class ChatPane {
     this.el.dataset.tab = name;
     if (name === 'notes') this.notes.load();
     if (name === 'timeline') this.timeline.load();
+    if (name === 'notices') this.noticesPanel.load();
     if (name === 'conversation') this.refreshSeen();
     if (focus) this.tabButtons.get(name).focus();
   }
@@ -266,6 +270,7 @@ export class ChatPane {
   refreshPanels() {
     if (this.currentTab === 'notes') this.notes.load();
     if (this.currentTab === 'timeline') this.timeline.load();
+    if (this.currentTab === 'notices') this.noticesPanel.load();
   }
 
   // --- the case ------------------------------------------------------------------------------
