@@ -1,13 +1,17 @@
 // Supervisors: the takedown figures (docs/api/takedown-figures.md) over a chosen period: a small
 // table overall and per platform, the server's SVG charts (same origin, as <img>), and links to
 // the yearly DSA art. 22(3) report as a page, CSV and JSON. Counts and codes only: no personal data.
+// Below them, the four-eyes rules (GET/PUT /api/staff/takedown/approval-rules, docs/api/takedown.md):
+// the categories whose removal requests need a colleague's approval before they go out.
 import { api, ApiError } from './api.js';
 import { setT, currentLang } from './strings.js';
 import { $, h } from './dom.js';
 import { errorKey } from './dialogs.js';
+import { loadVocabulary } from './vocab.js';
 
 const CHARTS = ['honour-rate', 'time-to-removal', 'categories', 'actions'];
 const BASE = '/api/staff/takedown';
+const RULES = `${BASE}/approval-rules`;
 
 function day(d) {
   const pad = (n) => String(n).padStart(2, '0');
@@ -48,10 +52,89 @@ export class FiguresView {
       e.preventDefault();
       this.load();
     };
+    this.buildRules();
   }
 
   show() {
     if (!this.loaded) this.load();
+    if (!this.rulesLoaded) this.loadRules();
+  }
+
+  // ------------------------------------------------------------ four-eyes rules
+
+  buildRules() {
+    this.rulesBoxes = h('div', { class: 'figures-rules-boxes' });
+    this.rulesMsg = h('p', { id: 'figures-rules-msg', class: 'panel-msg', role: 'status', hidden: true });
+    this.rulesSave = h('button', { type: 'submit', id: 'figures-rules-save', class: 'btn btn-primary', i18n: 'figures.rules.save', disabled: true });
+    this.rulesForm = h('form', { id: 'figures-rules-form', class: 'figures-rules-form', novalidate: true },
+      h('fieldset', {}, h('legend', { i18n: 'figures.rules.legend' }), this.rulesBoxes),
+      this.rulesSave); // prettier-ignore
+    this.rulesForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.saveRules();
+    });
+    this.el.append(h('section', { class: 'figures-rules', 'aria-labelledby': 'figures-rules-title' },
+      h('h2', { id: 'figures-rules-title', i18n: 'figures.rules.title' }),
+      h('p', { class: 'hint', i18n: 'figures.rules.help' }),
+      this.rulesMsg, this.rulesForm)); // prettier-ignore
+  }
+
+  sayRules(key, vars, tone) {
+    setT(this.rulesMsg, key, vars);
+    this.rulesMsg.dataset.tone = tone;
+    this.rulesMsg.setAttribute('role', tone === 'error' ? 'alert' : 'status');
+    this.rulesMsg.hidden = false;
+  }
+
+  renderRules(categories, chosen) {
+    const on = new Set(Array.isArray(chosen) ? chosen : []);
+    // a rule for a category the vocabulary no longer lists stays visible (and can be removed)
+    const all = [...categories, ...[...on].filter((c) => !categories.includes(c))];
+    this.rulesBoxes.replaceChildren(...all.map((c) => {
+      const id = `figures-rule-${c}`;
+      return h('div', { class: 'check' },
+        h('input', { type: 'checkbox', id, value: c, class: 'figures-rule', checked: on.has(c) }),
+        h('label', { for: id, i18n: `category.${c}` }));
+    })); // prettier-ignore
+    this.rulesSave.disabled = false;
+  }
+
+  checkedRules() {
+    return [...this.rulesBoxes.querySelectorAll('input.figures-rule')].filter((b) => b.checked).map((b) => b.value);
+  }
+
+  async loadRules() {
+    try {
+      const [vocab, rules] = await Promise.all([loadVocabulary(), api('GET', RULES)]);
+      this.rulesLoaded = true;
+      this.renderRules(vocab.categories, rules && rules.categories);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) {
+        this.hooks.onSessionLost();
+        return;
+      }
+      const [key, vars] = errorKey(e, 'figures.rules.error');
+      this.sayRules(key, vars, 'error');
+    }
+  }
+
+  async saveRules() {
+    this.rulesSave.disabled = true;
+    try {
+      const r = await api('PUT', RULES, { categories: this.checkedRules() });
+      const vocab = await loadVocabulary();
+      this.renderRules(vocab.categories, r && r.categories);
+      this.sayRules('figures.rules.saved', { count: (r && r.categories ? r.categories.length : 0) }, 'ok');
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) {
+        this.hooks.onSessionLost();
+        return;
+      }
+      const [key, vars] = errorKey(e, 'figures.rules.error');
+      this.sayRules(key, vars, 'error');
+    } finally {
+      this.rulesSave.disabled = false;
+    }
   }
 
   hide() {}
@@ -122,9 +205,10 @@ export class FiguresView {
         h('img', { src: `${BASE}/charts/${c}.svg?${query}`, class: `figures-chart-${c}`, 'i18n-alt': `figures.chart.${c}` }),
         h('figcaption', { i18n: `figures.chart.${c}` })))); // prettier-ignore
     const y = Number.isInteger(year) && year >= 2000 ? year : new Date().getFullYear();
+    const lang = currentLang() === 'nl' ? '?lang=nl' : ''; // the page also comes in Dutch
     const report = h('p', { class: 'figures-report' },
       h('span', { i18n: ['figures.report', { year: y }] }), ' ',
-      h('a', { href: `${BASE}/report/${y}.html`, target: '_blank', rel: 'noopener', class: 'figures-report-html', i18n: 'figures.report_html' }), ' · ',
+      h('a', { href: `${BASE}/report/${y}.html${lang}`, target: '_blank', rel: 'noopener', class: 'figures-report-html', i18n: 'figures.report_html' }), ' · ',
       h('a', { href: `${BASE}/report/${y}.csv`, download: `trusted-flagger-report-${y}.csv`, class: 'figures-report-csv', i18n: 'figures.report_csv' }), ' · ',
       h('a', { href: `${BASE}/report/${y}`, target: '_blank', rel: 'noopener', class: 'figures-report-json', i18n: 'figures.report_json' })); // prettier-ignore
     this.out.replaceChildren(h('div', { class: 'table-wrap' }, table), charts, report);

@@ -13,6 +13,11 @@ const DECIDED = new Set(['honoured', 'partly_honoured', 'declined', 'withdrawn']
 const OUTCOMES = ['honoured', 'partly_honoured', 'declined'];
 const ESCALATION_STEPS = ['escalation_contact', 'internal_complaint', 'dsc_complaint'];
 const MAX_URLS = 50;
+// confirming an e-mail reply with the decision it states (the answer shape, docs/api/platform.md)
+const REPLY_DECISIONS = ['removed', 'access_disabled', 'declined'];
+const DECISION_GROUNDS = ['DECISION_GROUND_ILLEGAL_CONTENT', 'DECISION_GROUND_INCOMPATIBLE_CONTENT'];
+const AUTOMATED = ['AUTOMATED_DECISION_NOT_AUTOMATED', 'AUTOMATED_DECISION_PARTIALLY', 'AUTOMATED_DECISION_FULLY'];
+const DECLINE_REASONS = ['not_illegal', 'not_against_terms', 'content_not_found', 'not_our_service', 'insufficient_information', 'other'];
 let counter = 0;
 
 // --- shared pieces ---------------------------------------------------------------------------
@@ -312,10 +317,94 @@ export class NoticeDetail {
         const read = h('button', { type: 'button', class: 'btn notice-reply-read', i18n: 'notice.reply_mark_read' });
         read.addEventListener('click', () => this.act(`/replies/${encodeURIComponent(r.id)}/confirm`, {}, read, 'notice.reply_marked'));
         item.append(read);
+        const open = (Array.isArray(this.notice && this.notice.urls) ? this.notice.urls : []).filter((u) => u && !DECIDED.has(u.status));
+        if (r.kind === 'reply' && open.length && WAITING_ON_PLATFORM.has(this.notice.status)) item.append(this.replyDecisionForm(r, open));
       }
       wrap.append(item);
     }
     return wrap;
+  }
+
+  /** Confirm a reply and apply the decision it states, per URL, as the platform's answer. */
+  replyDecisionForm(r, urls) {
+    const n = ++counter;
+    const errorEl = h('p', { class: 'form-error notice-decide-error', role: 'alert', hidden: true });
+    const select = (cls, id, values, prefix, blank) => h('select', { id, class: cls },
+      blank ? h('option', { value: '', i18n: blank }) : null,
+      ...values.map((v) => h('option', { value: v }, label(prefix, v)))); // prettier-ignore
+    const field = (id, key, control) => h('div', { class: 'field' }, h('label', { for: id, i18n: key }), control);
+    const rows = urls.map((u, i) => {
+      const id = (f) => `notice-rd-${n}-${i}-${f}`;
+      const decision = select('notice-decide-decision', id('decision'), REPLY_DECISIONS, 'notice.decide_decision', 'notice.decide_no_decision');
+      const ground = select('notice-decide-ground', id('dground'), DECISION_GROUNDS, 'notice.decide_ground');
+      const legal = h('input', { type: 'text', id: id('ground'), class: 'notice-decide-legal', maxlength: '500' });
+      const puid = h('input', { type: 'text', id: id('puid'), class: 'notice-decide-puid', maxlength: '500', translate: 'no' });
+      const scope = h('input', { type: 'text', id: id('scope'), class: 'notice-decide-scope', maxlength: '120', value: 'NL' });
+      const reason = select('notice-decide-reason', id('reason'), DECLINE_REASONS, 'notice.decide_reason');
+      const automated = select('notice-decide-automated', id('auto'), AUTOMATED, 'notice.decide_automated');
+      const explanation = h('textarea', { id: id('expl'), class: 'notice-decide-explanation', rows: '2', maxlength: '2000' });
+      const removal = h('div', { class: 'notice-decide-removal', hidden: true },
+        field(id('dground'), 'notice.decide_ground_label', ground), field(id('ground'), 'notice.decide_legal_label', legal),
+        field(id('scope'), 'notice.decide_scope_label', scope), field(id('puid'), 'notice.decide_puid_label', puid)); // prettier-ignore
+      const decline = h('div', { class: 'notice-decide-decline', hidden: true }, field(id('reason'), 'notice.decide_reason_label', reason));
+      const common = h('div', { class: 'notice-decide-common', hidden: true },
+        field(id('expl'), 'notice.decide_explanation_label', explanation), field(id('auto'), 'notice.decide_automated_label', automated)); // prettier-ignore
+      const sync = () => {
+        removal.hidden = !['removed', 'access_disabled'].includes(decision.value);
+        decline.hidden = decision.value !== 'declined';
+        common.hidden = !decision.value;
+      };
+      decision.addEventListener('change', sync);
+      const read = () => {
+        const d = decision.value;
+        if (!d) return null;
+        const answer = { url_id: u.id, decision: d, explanation: explanation.value.trim(), automated_decision: automated.value };
+        if (d === 'declined') answer.reason = reason.value;
+        else {
+          answer.decision_ground = ground.value;
+          answer.ground = legal.value.trim();
+          answer.puid = puid.value.trim();
+          answer.territorial_scope = scope.value.split(/[\s,;]+/).map((c) => c.trim().toUpperCase()).filter(Boolean);
+        }
+        return answer;
+      };
+      const box = h('fieldset', { class: 'notice-decide-url', 'data-url-id': u.id },
+        h('legend', { dir: 'ltr', translate: 'no', text: String(u.url || '') }),
+        field(id('decision'), 'notice.decide_decision_label', decision), removal, decline, common); // prettier-ignore
+      return { box, read };
+    });
+    const submit = h('button', { type: 'submit', class: 'btn btn-primary notice-decide-save', i18n: 'notice.decide_apply' });
+    const form = h('form', { class: 'notice-decide', novalidate: true },
+      h('p', { class: 'help', i18n: 'notice.decide_help' }), ...rows.map((x) => x.box), errorEl, submit); // prettier-ignore
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      errorEl.hidden = true;
+      const answers = rows.map((x) => x.read()).filter(Boolean);
+      if (!answers.length) {
+        setT(errorEl, 'notice.decide_none');
+        errorEl.hidden = false;
+        return;
+      }
+      submit.disabled = true;
+      try {
+        const done = await api('POST', `${this.base}/replies/${encodeURIComponent(r.id)}/confirm`, { answers });
+        this.say('notice.decide_applied', { count: answers.length }, 'ok');
+        this.load();
+        this.hooks.onChanged(done);
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 401) {
+          this.hooks.onSessionLost();
+          return;
+        }
+        if (err instanceof ApiError && err.status === 422) {
+          setT(errorEl, 'notice.decide_invalid', { message: err.message || '' });
+          errorEl.hidden = false;
+        } else this.fail(err);
+      } finally {
+        if (submit.isConnected) submit.disabled = false;
+      }
+    });
+    return h('details', { class: 'notice-decide-box', 'data-key': `decide-${r.id}` }, h('summary', { i18n: 'notice.decide_title' }), form);
   }
 
   linksNode() {

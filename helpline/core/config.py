@@ -232,6 +232,12 @@ class Settings(BaseSettings):
         default="",
         description="The notifier's e-mail in DSA notices; empty: `HELPLINE_MAIL_FROM`.",
     )
+    trusted_flagger_statement: str = Field(
+        default="",
+        max_length=4000,
+        description="How the helpline stays independent of the platforms, as the yearly "
+        "trusted-flagger report (DSA art. 22(3)) states it; free text.",
+    )
     notice_reminder_before_hours: int = Field(
         default=4,
         ge=0,

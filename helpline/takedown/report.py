@@ -5,7 +5,11 @@ provider, by type of illegal content and by action taken. The report holds those
 nothing that could identify anyone: no URLs, no case ids or references, no staff or victims;
 platforms are named (they are companies). It comes as JSON, as CSV and as a readable HTML page
 whose charts are SVG drawn here, inline, with presentation attributes only (no script, no
-style attribute), so the page renders under the app's `default-src 'self'` policy.
+style attribute), so the page renders under the app's `default-src 'self'` policy. The page
+is in English or Dutch (`LANGUAGES`); the JSON and CSV keep their English keys and codes.
+
+The report carries the flagger's statement of how it stays independent of the platforms
+(`HELPLINE_TRUSTED_FLAGGER_STATEMENT`), which art. 22(3) asks the report to explain.
 
 Every chart is also served alone as `image/svg+xml` over any period (`CHARTS`), for the console.
 """
@@ -30,6 +34,7 @@ from helpline.takedown.figures import (
 )
 
 TITLE = "Trusted flagger report"
+LANGUAGES = ("en", "nl")
 ACTION_LABELS = {
     "DECISION_VISIBILITY_CONTENT_REMOVED": "Removed",
     "DECISION_VISIBILITY_CONTENT_DISABLED": "Access disabled",
@@ -62,12 +67,131 @@ DEFINITIONS = {
 }
 
 
-def human(code: str | None) -> str:
-    """A Transparency Database code as words: `KEYWORD_CYBER_HARASSMENT` → `Cyber harassment`."""
+ACTION_LABELS_NL = {
+    "DECISION_VISIBILITY_CONTENT_REMOVED": "Verwijderd",
+    "DECISION_VISIBILITY_CONTENT_DISABLED": "Toegang geblokkeerd",
+    "DECISION_VISIBILITY_CONTENT_DEMOTED": "Minder zichtbaar gemaakt",
+    "DECISION_VISIBILITY_CONTENT_AGE_RESTRICTED": "Leeftijdsgrens",
+    "DECISION_VISIBILITY_CONTENT_INTERACTION_RESTRICTED": "Interactie beperkt",
+    "DECISION_VISIBILITY_CONTENT_LABELLED": "Gelabeld",
+    "DECISION_VISIBILITY_OTHER": "Andere beperking",
+    "removed": "Verwijderd (zonder code)",
+    "restricted": "Beperkt (zonder code)",
+    "declined": "Geweigerd",
+    "more_info_requested": "Meer informatie gevraagd",
+    "no_response": "Geen reactie",
+    "awaiting": "Wacht op besluit",
+    "withdrawn": "Door ons ingetrokken",
+}
+DEFINITIONS_NL = {
+    "period": "Meldingen verstuurd in het kalenderjaar, in de tijdzone van de hulplijn.",
+    "notices": "Verwijderverzoeken (meldingen volgens art. 16 DSA) aan een hostingdienst; één "
+    "melding kan meerdere URL's noemen.",
+    "actions": "Wat de dienst met elke URL deed: de decision_visibility-code van de DSA "
+    "Transparency Database als de inhoud is verwijderd of beperkt, anders geweigerd, geen "
+    "reactie, wacht op besluit, meer informatie gevraagd of door ons ingetrokken.",
+    "honour_rate": "Volledig gehonoreerde meldingen, gedeeld door de meldingen die gehonoreerd, "
+    "deels gehonoreerd of geweigerd zijn of na hun termijn zonder besluit bleven.",
+    "time_to_removal": "Van het versturen van de melding tot de verwijdering van een URL door de "
+    "dienst; mediaan en het 90e percentiel (nearest rank).",
+    "personal_data": "Dit verslag bevat alleen aantallen: geen URL's, dossiernummers of namen "
+    "van slachtoffers of medewerkers.",
+}
+DEFINITION_TERMS_NL = {
+    "period": "periode",
+    "notices": "meldingen",
+    "actions": "maatregelen",
+    "honour_rate": "honoreringsgraad",
+    "time_to_removal": "tijd tot verwijdering",
+    "personal_data": "persoonsgegevens",
+}
+TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Trusted flagger report",
+        "intro": "{flagger}, notices under DSA art. 16 as a trusted flagger (art. 22(3)), "
+        "sent from {first} to {last} ({timezone}). Generated {generated}.",
+        "summary": "{notices} notices naming {urls} URLs to {providers} hosting providers; "
+        "honour rate {rate}.",
+        "download": "Download",
+        "independence": "Independence",
+        "no_statement": "No statement of independence has been configured "
+        "(HELPLINE_TRUSTED_FLAGGER_STATEMENT).",
+        "by_provider": "Notices by hosting provider",
+        "by_content": "Notices by type of illegal content",
+        "by_action": "Notices by action taken",
+        "by_provider_short": "By hosting provider",
+        "declined_heading": "Declined, with the provider's reasons",
+        "definitions": "Definitions",
+        "provider": "Hosting provider",
+        "notices": "Notices",
+        "urls": "URLs",
+        "honour_rate": "Honour rate",
+        "median": "Median time to removal",
+        "action": "Action taken",
+        "category": "Type of illegal content (DSA category)",
+        "keyword": "Specification (DSA keyword)",
+        "code": "Code",
+        "reason": "Why the provider declined",
+        "none": "None.",
+        "empty_chart": "No notices in this period.",
+        "chart_honour": "Honour rate per platform",
+        "chart_removal": "Median time to removal per platform",
+        "chart_categories": "Notices by type of illegal content",
+        "chart_actions": "URLs by action taken",
+        "of": "of",
+        "unit_notices": "notices",
+        "unit_urls": "URLs",
+        "no_code": "No category code",
+    },
+    "nl": {
+        "title": "Verslag trusted flagger",
+        "intro": "{flagger}, meldingen volgens art. 16 DSA als betrouwbare flagger "
+        "(art. 22, lid 3), verstuurd van {first} tot en met {last} ({timezone}). "
+        "Gemaakt op {generated}.",
+        "summary": "{notices} meldingen met {urls} URL's aan {providers} hostingdiensten; "
+        "honoreringsgraad {rate}.",
+        "download": "Downloaden",
+        "independence": "Onafhankelijkheid",
+        "no_statement": "Er is geen verklaring over de onafhankelijkheid ingesteld "
+        "(HELPLINE_TRUSTED_FLAGGER_STATEMENT).",
+        "by_provider": "Meldingen per hostingdienst",
+        "by_content": "Meldingen per soort illegale inhoud",
+        "by_action": "Meldingen per genomen maatregel",
+        "by_provider_short": "Per hostingdienst",
+        "declined_heading": "Geweigerd, met de redenen van de dienst",
+        "definitions": "Begrippen",
+        "provider": "Hostingdienst",
+        "notices": "Meldingen",
+        "urls": "URL's",
+        "honour_rate": "Honoreringsgraad",
+        "median": "Mediane tijd tot verwijdering",
+        "action": "Genomen maatregel",
+        "category": "Soort illegale inhoud (DSA-categorie)",
+        "keyword": "Specificatie (DSA-trefwoord)",
+        "code": "Code",
+        "reason": "Waarom de dienst weigerde",
+        "none": "Geen.",
+        "empty_chart": "Geen meldingen in deze periode.",
+        "chart_honour": "Honoreringsgraad per platform",
+        "chart_removal": "Mediane tijd tot verwijdering per platform",
+        "chart_categories": "Meldingen per soort illegale inhoud",
+        "chart_actions": "URL's per genomen maatregel",
+        "of": "van",
+        "unit_notices": "meldingen",
+        "unit_urls": "URL's",
+        "no_code": "Geen categoriecode",
+    },
+}
+
+
+def human(code: str | None, lang: str = "en") -> str:
+    """A Transparency Database code as words: `KEYWORD_CYBER_HARASSMENT` → `Cyber harassment`.
+    In Dutch the outcomes and actions are translated; other codes keep the register's words."""
     if code is None or code == NONE_CODE:
-        return "No category code"
-    if code in ACTION_LABELS:
-        return ACTION_LABELS[code]
+        return TEXT[lang]["no_code"]
+    labels = ACTION_LABELS_NL if lang == "nl" else ACTION_LABELS
+    if code in labels:
+        return labels[code]
     for prefix in ("STATEMENT_CATEGORY_", "KEYWORD_", "DECISION_GROUND_"):
         if code.startswith(prefix):
             code = code[len(prefix) :]
@@ -88,6 +212,7 @@ class Report:
     flagger: str
     generated_at: datetime
     figures: PeriodFigures
+    statement: str = ""  # how the flagger stays independent (HELPLINE_TRUSTED_FLAGGER_STATEMENT)
 
     @property
     def period(self) -> Period:
@@ -106,6 +231,7 @@ class Report:
             "year": self.year,
             "period": self.period.as_json(),
             "generated_at": self.generated_at.isoformat(),
+            "independence_statement": self.statement.strip() or None,
             "totals": {
                 "notices": overall.sent,
                 "urls": sum(overall.urls.values()),
@@ -166,6 +292,7 @@ CSV_COLUMNS = (
     "urls",
     "honour_rate",
     "median_hours_to_removal",
+    "text",
 )
 
 
@@ -235,6 +362,7 @@ def report_csv(report: Report) -> str:
         rows.append(
             {"section": "declined_reason", "reason": entry["reason"], "urls": entry["urls"]}
         )
+    rows.append({"section": "independence_statement", "text": data["independence_statement"]})
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
@@ -268,7 +396,14 @@ def _short(label: str) -> str:
     return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
 
 
-def bar_chart(name: str, title: str, bars: Sequence[Bar], *, maximum: float | None = None) -> str:
+def bar_chart(
+    name: str,
+    title: str,
+    bars: Sequence[Bar],
+    *,
+    maximum: float | None = None,
+    empty: str = TEXT["en"]["empty_chart"],
+) -> str:
     """A horizontal bar chart as a standalone SVG document (also valid inline in HTML).
     Text uses `currentColor`, so inline it takes the page's text colour."""
     scale = maximum or max((b.value or 0.0 for b in bars), default=0.0) or 1.0
@@ -282,7 +417,7 @@ def bar_chart(name: str, title: str, bars: Sequence[Bar], *, maximum: float | No
         f'<text x="0" y="20" font-size="15" font-weight="bold">{escape(title)}</text>',
     ]
     if not bars:
-        parts.append(f'<text x="0" y="{TOP + 17}">No notices in this period.</text>')
+        parts.append(f'<text x="0" y="{TOP + 17}">{escape(empty)}</text>')
     for index, bar in enumerate(bars):
         y = TOP + index * ROW
         parts.append(
@@ -314,48 +449,57 @@ def _hours_text(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h" if seconds is not None else "–"
 
 
-def honour_rate_chart(figures: PeriodFigures) -> str:
+def honour_rate_chart(figures: PeriodFigures, lang: str = "en") -> str:
+    text = TEXT[lang]
     bars = [
         Bar(
             p.name,
             f.honour_rate,
-            f"{_percent(f.honour_rate)} ({f.notices['honoured']} of {f.concluded})",
+            f"{_percent(f.honour_rate)} ({f.notices['honoured']} {text['of']} {f.concluded})",
         )
         for p, f in figures.platforms
         if f.sent
     ]
-    return bar_chart("honour-rate", "Honour rate per platform", bars, maximum=1.0)
+    return bar_chart(
+        "honour-rate", text["chart_honour"], bars, maximum=1.0, empty=text["empty_chart"]
+    )
 
 
-def time_to_removal_chart(figures: PeriodFigures) -> str:
+def time_to_removal_chart(figures: PeriodFigures, lang: str = "en") -> str:
+    text = TEXT[lang]
     bars = [
         Bar(p.name, f.median_seconds, _hours_text(f.median_seconds))
         for p, f in figures.platforms
         if f.sent
     ]
-    return bar_chart("time-to-removal", "Median time to removal per platform", bars)
+    return bar_chart("time-to-removal", text["chart_removal"], bars, empty=text["empty_chart"])
 
 
-def _counts_chart(name: str, title: str, counts: dict[str, int], unit: str) -> str:
+def _counts_chart(name: str, title: str, counts: dict[str, int], unit: str, lang: str) -> str:
     total = sum(counts.values())
     bars = [
-        Bar(human(code), count, f"{count} {unit} ({_percent(ratio(count, total))})")
+        Bar(human(code, lang), count, f"{count} {unit} ({_percent(ratio(count, total))})")
         for code, count in sorted(counts.items(), key=_by_count)
     ]
-    return bar_chart(name, title, bars)
+    return bar_chart(name, title, bars, empty=TEXT[lang]["empty_chart"])
 
 
-def categories_chart(figures: PeriodFigures) -> str:
+def categories_chart(figures: PeriodFigures, lang: str = "en") -> str:
+    text = TEXT[lang]
     return _counts_chart(
         "categories",
-        "Notices by type of illegal content",
+        text["chart_categories"],
         figures.overall.content_categories,
-        "notices",
+        text["unit_notices"],
+        lang,
     )
 
 
-def actions_chart(figures: PeriodFigures) -> str:
-    return _counts_chart("actions", "URLs by action taken", figures.overall.actions, "URLs")
+def actions_chart(figures: PeriodFigures, lang: str = "en") -> str:
+    text = TEXT[lang]
+    return _counts_chart(
+        "actions", text["chart_actions"], figures.overall.actions, text["unit_urls"], lang
+    )
 
 
 CHARTS: dict[str, Callable[[PeriodFigures], str]] = {
@@ -369,23 +513,34 @@ CHARTS: dict[str, Callable[[PeriodFigures], str]] = {
 # ---------------------------------------------------------------- the readable page
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], empty: str) -> str:
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows
     )
     if not rows:
-        body = f'<tr><td colspan="{len(headers)}">None.</td></tr>'
+        body = f'<tr><td colspan="{len(headers)}">{escape(empty)}</td></tr>'
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def report_html(report: Report) -> str:
+def _paragraphs(text: str) -> str:
+    """Free text as paragraphs: a blank line starts a new one; always escaped."""
+    blocks = [b.strip() for b in text.replace("\r\n", "\n").split("\n\n") if b.strip()]
+    return "".join(f"<p>{escape(' '.join(b.split()))}</p>" for b in blocks)
+
+
+def report_html(report: Report, lang: str = "en") -> str:
+    """The readable page, in English or Dutch (`LANGUAGES`)."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"unknown language {lang!r}")
+    t = TEXT[lang]
     data = report.as_json()
     figures = report.figures
     year = report.year
     totals = data["totals"]
+    none = t["none"]
     providers = _table(
-        ["Hosting provider", "Notices", "URLs", "Honour rate", "Median time to removal"],
+        [t["provider"], t["notices"], t["urls"], t["honour_rate"], t["median"]],
         [
             [
                 e["provider"],
@@ -398,73 +553,97 @@ def report_html(report: Report) -> str:
             ]
             for e in data["by_provider"]
         ],
+        none,
     )
     provider_actions = _table(
-        ["Hosting provider", "Action taken", "URLs"],
+        [t["provider"], t["action"], t["urls"]],
         [
-            [e["provider"], human(action), count]
+            [e["provider"], human(action, lang), count]
             for e in data["by_provider"]
             for action, count in e["actions"].items()
         ],
+        none,
     )
     categories = _table(
-        ["Type of illegal content (DSA category)", "Code", "Notices"],
+        [t["category"], t["code"], t["notices"]],
         [
-            [human(e["dsa_category"]), e["dsa_category"] or "", e["notices"]]
+            [human(e["dsa_category"], lang), e["dsa_category"] or "", e["notices"]]
             for e in data["by_content_category"]
         ],
+        none,
     )
     keywords = _table(
-        ["Specification (DSA keyword)", "Code", "Notices"],
+        [t["keyword"], t["code"], t["notices"]],
         [
-            [human(e["dsa_keyword"]), e["dsa_keyword"], e["notices"]]
+            [human(e["dsa_keyword"], lang), e["dsa_keyword"], e["notices"]]
             for e in data["by_content_keyword"]
         ],
+        none,
     )
     actions = _table(
-        ["Action taken", "URLs"], [[human(e["action"]), e["urls"]] for e in data["by_action"]]
+        [t["action"], t["urls"]],
+        [[human(e["action"], lang), e["urls"]] for e in data["by_action"]],
+        none,
     )
     reasons = _table(
-        ["Why the provider declined", "URLs"],
-        [[human(e["reason"]), e["urls"]] for e in data["declined_reasons"]],
+        [t["reason"], t["urls"]],
+        [[human(e["reason"], lang), e["urls"]] for e in data["declined_reasons"]],
+        none,
     )
+    meanings = DEFINITIONS_NL if lang == "nl" else DEFINITIONS
+    terms = DEFINITION_TERMS_NL if lang == "nl" else {k: k.replace("_", " ") for k in DEFINITIONS}
     definitions = "".join(
-        f"<dt>{escape(k.replace('_', ' '))}</dt><dd>{escape(v)}</dd>"
-        for k, v in DEFINITIONS.items()
+        f"<dt>{escape(terms[k])}</dt><dd>{escape(v)}</dd>" for k, v in meanings.items()
     )
-    title = f"{TITLE} {year}"
+    statement = report.statement.strip()
+    independence = (
+        _paragraphs(statement) if statement else f"<p><em>{escape(t['no_statement'])}</em></p>"
+    )
+    title = f"{t['title']} {year}"
     zone = ZoneInfo(report.period.timezone)
     first = report.period.start.astimezone(zone).date().isoformat()
     last = (report.period.end.astimezone(zone) - timedelta(days=1)).date().isoformat()
+    intro = t["intro"].format(
+        flagger=report.flagger,
+        first=first,
+        last=last,
+        timezone=report.period.timezone,
+        generated=report.generated_at.isoformat(timespec="seconds"),
+    )
+    summary = t["summary"].format(
+        notices=totals["notices"],
+        urls=totals["urls"],
+        providers=totals["providers"],
+        rate=_percent(totals["honour_rate"]),
+    )
     return (
         "<!doctype html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
+        f'<html lang="{lang}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)} — {escape(report.flagger)}</title>"
         '<link rel="stylesheet" href="/static/common/base.css">'
         "</head><body><main>"
         f"<h1>{escape(title)}</h1>"
-        f"<p>{escape(report.flagger)}, notices under DSA art. 16 as a trusted flagger "
-        f"(art. 22(3)), sent from {first} to {last} ({escape(report.period.timezone)}). "
-        f"Generated {escape(report.generated_at.isoformat(timespec='seconds'))}.</p>"
-        f"<p>{totals['notices']} notices naming {totals['urls']} URLs to "
-        f"{totals['providers']} hosting providers; honour rate "
-        f"{escape(_percent(totals['honour_rate']))}.</p>"
-        f'<p>Download: <a href="{year}">JSON</a> · <a href="{year}.csv">CSV</a></p>'
-        "<h2>Notices by hosting provider</h2>"
+        f"<p>{escape(intro)}</p>"
+        f"<p>{escape(summary)}</p>"
+        f'<p>{escape(t["download"])}: <a href="{year}">JSON</a> · '
+        f'<a href="{year}.csv">CSV</a></p>'
+        f'<h2 id="independence">{escape(t["independence"])}</h2>'
+        f"{independence}"
+        f"<h2>{escape(t['by_provider'])}</h2>"
         f"{providers}"
-        f"<figure>{honour_rate_chart(figures)}</figure>"
-        f"<figure>{time_to_removal_chart(figures)}</figure>"
-        "<h2>Notices by type of illegal content</h2>"
+        f"<figure>{honour_rate_chart(figures, lang)}</figure>"
+        f"<figure>{time_to_removal_chart(figures, lang)}</figure>"
+        f"<h2>{escape(t['by_content'])}</h2>"
         f"{categories}{keywords}"
-        f"<figure>{categories_chart(figures)}</figure>"
-        "<h2>Notices by action taken</h2>"
+        f"<figure>{categories_chart(figures, lang)}</figure>"
+        f"<h2>{escape(t['by_action'])}</h2>"
         f"{actions}"
-        f"<figure>{actions_chart(figures)}</figure>"
-        "<h3>By hosting provider</h3>"
+        f"<figure>{actions_chart(figures, lang)}</figure>"
+        f"<h3>{escape(t['by_provider_short'])}</h3>"
         f"{provider_actions}"
-        "<h3>Declined, with the provider's reasons</h3>"
+        f"<h3>{escape(t['declined_heading'])}</h3>"
         f"{reasons}"
-        f"<h2>Definitions</h2><dl>{definitions}</dl>"
+        f"<h2>{escape(t['definitions'])}</h2><dl>{definitions}</dl>"
         "</main></body></html>\n"
     )

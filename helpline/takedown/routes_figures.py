@@ -3,7 +3,8 @@
 - `GET /api/staff/takedown/figures?from=&to=&platform=` — the figures as JSON;
 - `GET /api/staff/takedown/charts/{chart}.svg?from=&to=&platform=` — one chart (`report.CHARTS`);
 - `GET /api/staff/takedown/report/{year}` — the DSA art. 22(3) report as JSON,
-  `…/{year}.csv` as CSV, `…/{year}.html` as a readable page with its charts inline.
+  `…/{year}.csv` as CSV, `…/{year}.html` as a readable page with its charts inline, in
+  English or, with `?lang=nl`, Dutch.
 
 Nothing here holds personal data (see helpline/takedown/figures.py and report.py), so reading
 it is not audited; every response is `no-store` like every other (core.http).
@@ -25,7 +26,7 @@ from helpline.takedown.figures import (
     period_figures,
     year_period,
 )
-from helpline.takedown.report import CHARTS, Report, report_csv, report_html
+from helpline.takedown.report import CHARTS, LANGUAGES, Report, report_csv, report_html
 
 SUPERVISOR = staff(Role.supervisor)
 QUERY = frozenset({"from", "to", "platform"})
@@ -73,14 +74,20 @@ async def chart(request: Request) -> Response:
     return Response(svg, media_type="image/svg+xml; charset=utf-8")
 
 
-async def _report(request: Request) -> Report:
+async def _report(request: Request, allowed: frozenset[str] = frozenset()) -> Report:
     found = services(request)
-    _query(request, frozenset())
+    _query(request, allowed)
     year = int(request.path_params["year"])
     period = year_period(year, found.settings.timezone)
     now = found.clock.now()
     result = await period_figures(request.state.session, period, now=now)
-    return Report(year, found.settings.mail_from_name, now, result)
+    return Report(
+        year,
+        found.settings.mail_from_name,
+        now,
+        result,
+        statement=found.settings.trusted_flagger_statement,
+    )
 
 
 async def report_json(request: Request) -> Response:
@@ -98,7 +105,11 @@ async def report_as_csv(request: Request) -> Response:
 
 
 async def report_page(request: Request) -> Response:
-    return HTMLResponse(report_html(await _report(request)))
+    lang = request.query_params.get("lang", LANGUAGES[0])
+    if lang not in LANGUAGES:
+        raise Invalid(f"lang: one of {', '.join(LANGUAGES)}")
+    report = await _report(request, frozenset({"lang"}))
+    return HTMLResponse(report_html(report, lang), headers={"Content-Language": lang})
 
 
 def figures_routes() -> list[BaseRoute]:

@@ -42,8 +42,18 @@ def build_app(settings: Settings, clock: FrozenClock) -> Starlette:
 
 
 @pytest.fixture
-async def desk(settings_for: Any, database_url: str, clock: FrozenClock) -> AsyncIterator[Desk]:
-    settings = settings_for(database_url, timezone="Europe/Amsterdam", mail_from_name="Hulplijn")
+def desk_overrides() -> dict[str, Any]:
+    """More settings for the app under test (a test module may override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+async def desk(
+    settings_for: Any, database_url: str, clock: FrozenClock, desk_overrides: dict[str, Any]
+) -> AsyncIterator[Desk]:
+    settings = settings_for(
+        database_url, timezone="Europe/Amsterdam", mail_from_name="Hulplijn", **desk_overrides
+    )
     app = build_app(settings, clock)
     async with app.router.lifespan_context(app) as state:
         running = Desk(app, state, clock)

@@ -222,7 +222,7 @@ async def test_the_yearly_report_as_csv(desk: Desk, loaded: dataset.Loaded) -> N
     rows = list(csv.DictReader(io.StringIO(answer.text)))
     assert list(rows[0]) == [
         "section", "provider", "dsa_category", "dsa_keyword", "action", "reason", "notices",
-        "urls", "honour_rate", "median_hours_to_removal",
+        "urls", "honour_rate", "median_hours_to_removal", "text",
     ]  # fmt: skip
     total = rows[0]
     assert (total["section"], total["notices"], total["urls"]) == ("total", "15", "20")
@@ -383,7 +383,9 @@ async def test_bad_input_gets_a_clear_4xx(desk: Desk, loaded: dataset.Loaded) ->
         ("/api/staff/takedown/charts/actions.svg", {"to": "nope"}, 422, "invalid"),
         ("/api/staff/takedown/report/1999", {}, 422, "invalid"),
         ("/api/staff/takedown/report/999999999.csv", {}, 422, "invalid"),
-        ("/api/staff/takedown/report/2026.html", {"lang": "nl"}, 422, "invalid"),
+        ("/api/staff/takedown/report/2026.html", {"lang": "de"}, 422, "invalid"),
+        ("/api/staff/takedown/report/2026.html", {"colour": "red"}, 422, "invalid"),
+        ("/api/staff/takedown/report/2026", {"lang": "nl"}, 422, "invalid"),
         ("/api/staff/takedown/report/twenty", {}, 404, "not_found"),
         ("/api/staff/takedown/report/2026.pdf", {}, 404, "not_found"),
     ]
