@@ -87,7 +87,19 @@ async def test_a_worker_killed_mid_delivery_delivers_the_notice_once(
         processes.append(start_worker(database_url, tmp_path / "var", log))
 
         async def sent() -> bool:
-            return (await office.row(notice["id"])).status == "sent"
+            # the handler marks the notice sent; the worker then records the outbox entry
+            # delivered in a step of its own: wait for both
+            if (await office.row(notice["id"])).status != "sent":
+                return False
+            async with office.services.db.transaction() as session:
+                status = (
+                    await session.execute(
+                        select(col(OutboxEntry.status)).where(
+                            col(OutboxEntry.idempotency_key) == key
+                        )
+                    )
+                ).scalar_one()
+            return bool(status == "delivered")
 
         await wait_until(sent, "the delivery after the restart", log)
     finally:
