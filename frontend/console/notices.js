@@ -691,6 +691,7 @@ class NoticeBuilder {
       const hashable = items.filter((i) => i && i.kind !== 'url' && i.sha256);
       this.fillChecks(this.evidenceUrls, urlItems, (i) => String(i.url), 'nb-evidence-url', 'notice.b.no_evidence_urls');
       this.fillChecks(this.hashItems, hashable, (i) => String(i.filename || i.name || i.sha256.slice(0, 16)), 'nb-hash-item', 'notice.b.no_hash_items');
+      this.addRedactChecks(hashable, !!(this.pane.info && this.pane.info.possible_minor));
       if (!active.length) this.fail('notice.b.no_platforms');
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) {
@@ -714,6 +715,20 @@ class NoticeBuilder {
       box.append(h('div', { class: 'check' },
         h('input', { type: 'checkbox', id: cid, class: cls, value: item.id }),
         h('label', { for: cid, dir: 'auto', translate: 'no', text: text(item) }))); // prettier-ignore
+    }
+  }
+
+  // per stored image (never on a possible-minor case or item): "attach a blurred copy"
+  addRedactChecks(items, caseMinor) {
+    for (const item of items) {
+      const image = String(item.media_type || '').startsWith('image/') && item.status === 'stored';
+      if (!image || caseMinor || item.possible_minor) continue;
+      const box = this.hashItems.querySelector(`input.nb-hash-item[value="${CSS.escape(item.id)}"]`);
+      if (!box) continue;
+      const cid = `nb-${++counter}`;
+      box.parentElement.append(h('span', { class: 'check nb-redact' },
+        h('input', { type: 'checkbox', id: cid, class: 'nb-redact-item', value: item.id }),
+        h('label', { for: cid, i18n: 'notice.b.attach_redacted' }))); // prettier-ignore
     }
   }
 
@@ -748,7 +763,8 @@ class NoticeBuilder {
       return;
     }
     const body = { platform_id: this.platform.value, urls, category: this.category.value, legal_basis: this.basis.value };
-    const items = [...this.hashItems.querySelectorAll('input:checked')].map((b) => ({ evidence_item_id: b.value, share_hashes: true }));
+    const redact = new Set([...this.hashItems.querySelectorAll('input.nb-redact-item:checked')].map((b) => b.value));
+    const items = [...this.hashItems.querySelectorAll('input.nb-hash-item:checked')].map((b) => ({ evidence_item_id: b.value, share_hashes: true, attach_redacted: redact.has(b.value) }));
     if (items.length) body.items = items;
     if (this.ground.value.trim()) body.ground = this.ground.value.trim();
     if (this.explanation.value.trim()) body.explanation = this.explanation.value.trim();

@@ -80,6 +80,53 @@ function renderHashes() {
       tr.append(td);
     });
     body.append(tr);
+    if (item.item_id && item.redacted_sha256) body.append(redactedRow(item));
+  }
+}
+
+// a blurred copy staff attached: fetched with the Bearer token (never in a URL), shown from
+// a blob: URL (the portal's CSP allows img-src blob:); its SHA-256 is in the signed notice
+function redactedRow(item) {
+  const tr = document.createElement('tr');
+  tr.className = 'redacted';
+  const td = document.createElement('td');
+  td.colSpan = 5;
+  const figure = document.createElement('figure');
+  const img = document.createElement('img');
+  img.className = 'redacted-copy';
+  img.alt = t('portal.redacted_alt', { position: item.position });
+  const caption = document.createElement('figcaption');
+  caption.append(t('portal.redacted_caption'), ' SHA-256 ');
+  const code = document.createElement('code');
+  code.className = 'mono hash';
+  code.textContent = item.redacted_sha256;
+  caption.append(code);
+  figure.append(img, caption);
+  td.append(figure);
+  tr.append(td);
+  loadRedacted(item, img);
+  return tr;
+}
+
+const redactedUrls = new Map(); // item id -> blob: URL, fetched once per page
+
+async function loadRedacted(item, img) {
+  const known = redactedUrls.get(item.item_id);
+  if (known) {
+    img.src = known;
+    return;
+  }
+  try {
+    const res = await fetch(`/api/portal/items/${encodeURIComponent(item.item_id)}/redacted`, {
+      headers: { Authorization: `Bearer ${token}` },
+      cache: 'no-store',
+    });
+    if (!res.ok) throw new Error(String(res.status));
+    const url = URL.createObjectURL(await res.blob());
+    redactedUrls.set(item.item_id, url);
+    img.src = url;
+  } catch {
+    img.replaceWith(document.createTextNode(t('portal.redacted_failed')));
   }
 }
 

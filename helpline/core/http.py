@@ -297,10 +297,22 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                own = message.get("headers", [])
+                # a page may set its own Content-Security-Policy (the platform portal: img-src
+                # blob:); every other security header is always ours
+                own_csp = any(k.lower() == b"content-security-policy" for k, _ in own)
                 kept = [
-                    (k, v) for k, v in message.get("headers", []) if k.lower() not in self.names
+                    (k, v)
+                    for k, v in own
+                    if k.lower() not in self.names
+                    or (own_csp and k.lower() == b"content-security-policy")
                 ]
-                message["headers"] = kept + self.headers
+                ours = [
+                    (k, v)
+                    for k, v in self.headers
+                    if not (own_csp and k == b"content-security-policy")
+                ]
+                message["headers"] = kept + ours
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

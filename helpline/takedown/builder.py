@@ -50,7 +50,8 @@ from helpline.core.crypto import (
 from helpline.core.errors import Invalid, NotFound
 from helpline.core.ids import new_id
 from helpline.core.services import Services
-from helpline.evidence.models import EvidenceItem, ItemKind
+from helpline.evidence.imaging import render_preview
+from helpline.evidence.models import EvidenceItem, ItemKind, ItemStatus
 from helpline.evidence.snapshot import check_url
 from helpline.takedown import state
 from helpline.takedown.codes import (
@@ -79,6 +80,8 @@ LANGUAGES = ("nl", "en")
 TABLE = "notices"
 URLS_TABLE = "notice_urls"
 EVIDENCE_TABLE = "evidence_items"
+ITEMS_TABLE = "notice_items"
+REDACTED_MEDIA_TYPE = "image/jpeg"  # what imaging.preview produces
 MAX_URLS = 50
 MAX_ITEMS = 50
 MAX_GROUND = 4000
@@ -145,6 +148,7 @@ class ItemChoice:
 
     evidence_item_id: str
     share_hashes: bool = True
+    attach_redacted: bool = False  # a blurred, metadata-free copy goes along (images only)
 
 
 @dataclass
@@ -245,7 +249,21 @@ async def _resolve_urls(
     return resolved
 
 
-def _resolve_items(choices: list[ItemChoice], items: dict[str, EvidenceItem]) -> list[EvidenceItem]:
+def redactable(case: Case, item: EvidenceItem) -> str | None:
+    """Why `item` may not go along as a redacted copy, or None if it may: a stored image, and
+    nothing on a possible-minor case or item (DOMAIN.md: such material is never forwarded)."""
+    if case.possible_minor or item.possible_minor:
+        return "never for a possible minor: only hashes may go along"
+    if not (item.media_type or "").startswith("image/"):
+        return "only images can go along as a redacted copy"
+    if item.status != ItemStatus.stored or not item.blob_name:
+        return "this item has no stored content"
+    return None
+
+
+def _resolve_items(
+    case: Case, choices: list[ItemChoice], items: dict[str, EvidenceItem]
+) -> list[EvidenceItem]:
     if len(choices) > MAX_ITEMS:
         raise Invalid(f"items: at most {MAX_ITEMS}")
     chosen: list[EvidenceItem] = []
@@ -255,6 +273,8 @@ def _resolve_items(choices: list[ItemChoice], items: dict[str, EvidenceItem]) ->
             raise Invalid(f"items.{index}.evidence_item_id: not an item of this case with hashes")
         if item in chosen:
             raise Invalid(f"items.{index}: the same item twice")
+        if choice.attach_redacted and (why := redactable(case, item)) is not None:
+            raise Invalid(f"items.{index}.attach_redacted: {why}")
         chosen.append(item)
     return chosen
 
@@ -282,7 +302,7 @@ async def create_notice(
     )
     evidence = await _case_items(session, case.id)
     urls = await _resolve_urls(session, found, case, request.urls, evidence)
-    items = _resolve_items(request.items, evidence)
+    items = _resolve_items(case, request.items, evidence)
 
     now = found.clock.now()
     notice_id = new_id()
@@ -327,6 +347,7 @@ async def create_notice(
             )
         )
     shares = {c.evidence_item_id: c.share_hashes for c in request.items}
+    attach = {c.evidence_item_id: c.attach_redacted for c in request.items}
     for position, item in enumerate(items, 1):
         session.add(
             NoticeItem(
@@ -339,6 +360,7 @@ async def create_notice(
                 pdq=item.pdq,
                 pdq_quality=item.pdq_quality,
                 share_hashes=shares[item.id],
+                attach_redacted=attach[item.id],
             )
         )
     await session.flush()
@@ -357,6 +379,7 @@ async def create_notice(
             "legal_basis": legal_basis,
             "urls": len(urls),
             "items": len(items),
+            "redacted": sum(attach.values()),
             "four_eyes": notice.approval_required,
         },
     )
@@ -451,20 +474,25 @@ def build_document(parts: Parts, found: Services, *, issued_at: datetime) -> dic
             {"position": row.position, "url": url, "content_type": row.content_type}
             for row, url in parts.urls
         ],
-        "hashes": [
-            {
-                "sha256": item.sha256,
-                "pdq": item.pdq,
-                "pdq_quality": item.pdq_quality,
-                "media_type": item.media_type,
-            }
-            for item in parts.items
-            if item.share_hashes
-        ],
+        "hashes": [_hash_entry(item) for item in parts.items if item.share_hashes or item.redacted],
         "good_faith": words["good_faith"],
         "decision_requested_within_hours": platform.sla_hours,
         "signature": {"alg": "Ed25519", "keys": keys_url(found)},
     }
+
+
+def _hash_entry(item: NoticeItem) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "sha256": item.sha256 if item.share_hashes else None,
+        "pdq": item.pdq if item.share_hashes else None,
+        "pdq_quality": item.pdq_quality if item.share_hashes else None,
+        "media_type": item.media_type,
+    }
+    if item.redacted_sha256 is not None:
+        # the blurred copy the platform can fetch (portal, API): these bytes exactly
+        entry["redacted_sha256"] = item.redacted_sha256
+        entry["redacted_media_type"] = item.redacted_media_type
+    return entry
 
 
 def _row(label: str, value: str, *, code: bool = False) -> str:
@@ -527,6 +555,11 @@ def render_html(document: dict[str, Any]) -> str:
                     f"PDQ <code>{html.escape(entry['pdq'])}</code> "
                     f"(quality {int(entry['pdq_quality'] or 0)})"
                 )
+            if entry.get("redacted_sha256"):
+                parts.append(
+                    f"{html.escape(labels['redacted'])} "
+                    f"SHA-256 <code>{html.escape(entry['redacted_sha256'])}</code>"
+                )
             sections.append(f"<li>{'<br>'.join(parts)}</li>")
         sections.append("</ol>")
     sections.append(f"<h2>{html.escape(labels['good_faith_title'])}</h2>")
@@ -571,6 +604,8 @@ def render_text(
         *(f"{entry['position']}. {entry['url']}" for entry in document["urls"]),
         "",
     ]
+    if any(entry.get("redacted_sha256") for entry in document["hashes"]):
+        lines += [labels["redacted_note"], ""]
     if due_at is not None:
         lines += [f"{labels['due']}: {iso(due_at)}", ""]
     lines.append(f"{labels['answer']}:")
@@ -628,6 +663,7 @@ def sign(signer: Signer, document: dict[str, Any]) -> Signed:
 async def sign_notice(session: AsyncSession, found: Services, notice: Notice) -> Signed:
     """Freeze the notice: build, sign and store (encrypted) the exact bytes to deliver."""
     parts = await load_parts(session, found, notice)
+    await attach_redacted_copies(session, found, notice, parts.items)
     document = build_document(parts, found, issued_at=found.clock.now())
     signed = sign(found.signer, document)
     cipher = await found.keyring.cipher(session, notice_scope(notice.id))
@@ -640,6 +676,55 @@ async def sign_notice(session: AsyncSession, found: Services, notice: Notice) ->
     notice.kid = signed.kid
     await session.flush()
     return signed
+
+
+async def attach_redacted_copies(
+    session: AsyncSession, found: Services, notice: Notice, items: list[NoticeItem]
+) -> None:
+    """Render the redacted copies staff asked for (the staff's blurred preview: re-encoded
+    JPEG, no metadata) and store them under the notice key. Checked again here: the case or
+    item may have been marked a possible minor since the draft was made (422 then)."""
+    wanted = [item for item in items if item.attach_redacted and item.redacted is None]
+    if not wanted:
+        return
+    from helpline.evidence.service import MAX_IMAGE_FOR_HASHING, vault_for
+
+    case = await session.get(Case, notice.case_id) if notice.case_id else None
+    notice_cipher = await found.keyring.cipher(session, notice_scope(notice.id))
+    vault = vault_for(found.settings)
+    for item in wanted:
+        source = (
+            await session.get(EvidenceItem, item.evidence_item_id)
+            if item.evidence_item_id
+            else None
+        )
+        if case is None or source is None or source.case_id != case.id:
+            raise Invalid(f"items.{item.position - 1}: the evidence item is gone; no copy")
+        if (why := redactable(case, source)) is not None:
+            raise Invalid(f"items.{item.position - 1}.attach_redacted: {why}")
+        assert source.blob_name is not None
+        case_cipher = await found.keyring.cipher(session, case_scope(case.id))
+        data = await vault.read_all(
+            source.blob_name, case_cipher.derive("evidence"), max_bytes=MAX_IMAGE_FOR_HASHING
+        )
+        copy = await render_preview(data, blur=True)
+        item.redacted = notice_cipher.encrypt(
+            copy, table=ITEMS_TABLE, row_id=item.id, field="redacted"
+        )
+        item.redacted_sha256 = hashlib.sha256(copy).hexdigest()
+        item.redacted_media_type = REDACTED_MEDIA_TYPE
+    await session.flush()
+
+
+async def redacted_copy(
+    session: AsyncSession, found: Services, item: NoticeItem
+) -> tuple[bytes, str] | None:
+    """The stored redacted copy of a notice item and its media type, or None."""
+    if item.redacted is None:
+        return None
+    cipher = await found.keyring.cipher(session, notice_scope(item.notice_id), create=False)
+    data = cipher.decrypt(item.redacted, table=ITEMS_TABLE, row_id=item.id, field="redacted")
+    return data, item.redacted_media_type or REDACTED_MEDIA_TYPE
 
 
 async def stored_signed(session: AsyncSession, found: Services, notice: Notice) -> Signed | None:

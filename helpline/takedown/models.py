@@ -157,7 +157,10 @@ class NoticeUrl(SQLModel, table=True):
 
 class NoticeItem(SQLModel, table=True):
     """An evidence item chosen for a notice, by its hashes (copied: they outlive the case).
-    `share_hashes` puts them in the notice so the platform can block re-uploads (PDQ)."""
+    `share_hashes` puts them in the notice so the platform can block re-uploads (PDQ).
+    `attach_redacted` (images only, never on a possible-minor case or item): when the notice
+    is queued, a blurred, re-encoded, metadata-free JPEG copy is stored in `redacted`
+    (encrypted under the notice key, so it outlives the case) and its SHA-256 is signed."""
 
     __tablename__ = "notice_items"
     __table_args__ = (UniqueConstraint("notice_id", "position"),)
@@ -173,6 +176,10 @@ class NoticeItem(SQLModel, table=True):
     pdq: str | None = Field(default=None, max_length=64)
     pdq_quality: int | None = None
     share_hashes: bool = True
+    attach_redacted: bool = False
+    redacted: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    redacted_sha256: str | None = Field(default=None, max_length=64)
+    redacted_media_type: str | None = Field(default=None, max_length=40)
 
 
 class NoticeHistory(SQLModel, table=True):

@@ -37,7 +37,7 @@ from helpline.takedown.answers import (
 from helpline.takedown.models import Notice, NoticeUrl, Platform
 from helpline.takedown.platform_view import notice_json, summary_json
 from helpline.takedown.platforms import API_KEY_PREFIX, platform_of_api_key
-from helpline.takedown.portal import bearer_token
+from helpline.takedown.portal import bearer_token, redacted_response
 from helpline.takedown.states import OPEN, AnswerVia, NoticeStatus
 
 PLATFORM = "platform"  # the access kind of a platform API key
@@ -163,6 +163,11 @@ async def get_notice(request: Request) -> Response:
     )
 
 
+async def get_redacted(request: Request) -> Response:
+    """The blurred copy of an item of one of this platform's notices (`image/jpeg`)."""
+    return await redacted_response(request, await _own_notice(request))
+
+
 async def post_receipt(request: Request) -> Response:
     notice = await _own_notice(request, for_update=True)
     confirmed = False
@@ -220,6 +225,7 @@ def platform_routes() -> list[BaseRoute]:
         route("/api/platform/me", me, access=PLATFORM_ACCESS),
         route("/api/platform/notices", list_notices, access=PLATFORM_ACCESS),
         route(notice, get_notice, access=PLATFORM_ACCESS),
+        route(f"{notice}/items/{{item_id}}/redacted", get_redacted, access=PLATFORM_ACCESS),
         route(f"{notice}/receipt", post_receipt, access=PLATFORM_ACCESS, methods=["POST"]),
         route(f"{notice}/answers", post_answers, access=PLATFORM_ACCESS, methods=["POST"]),
     ]

@@ -95,19 +95,24 @@ def shared_hashes(items: list[NoticeItem]) -> list[dict[str, Any]]:
     the exact file (SHA-256) without ever receiving the image."""
     shared: list[dict[str, Any]] = []
     for item in items:
-        if not item.share_hashes or (item.sha256 is None and item.pdq is None):
+        hashes = item.share_hashes and (item.sha256 is not None or item.pdq is not None)
+        if not hashes and item.redacted_sha256 is None:
             continue
-        shared.append(
-            {
-                "position": item.position,
-                "media_type": item.media_type,
-                "sha256": item.sha256,
-                "pdq": item.pdq,
-                "pdq_quality": item.pdq_quality,
-                "pdq_reliable": item.pdq is not None
-                and (item.pdq_quality or 0) >= PDQ_RELIABLE_QUALITY,
-            }
-        )
+        entry: dict[str, Any] = {
+            "position": item.position,
+            "media_type": item.media_type,
+            "sha256": item.sha256 if hashes else None,
+            "pdq": item.pdq if hashes else None,
+            "pdq_quality": item.pdq_quality if hashes else None,
+            "pdq_reliable": hashes
+            and item.pdq is not None
+            and (item.pdq_quality or 0) >= PDQ_RELIABLE_QUALITY,
+        }
+        if item.redacted_sha256 is not None:
+            # a blurred copy staff chose to attach: GET .../items/{item_id}/redacted
+            entry["item_id"] = item.id
+            entry["redacted_sha256"] = item.redacted_sha256
+        shared.append(entry)
     return shared
 
 

@@ -45,7 +45,8 @@ from helpline.takedown.answers import (
     confirm_receipt,
     read_answers,
 )
-from helpline.takedown.models import Notice, NoticeToken
+from helpline.takedown.builder import redacted_copy
+from helpline.takedown.models import Notice, NoticeItem, NoticeToken
 from helpline.takedown.platform_view import iso, notice_json
 from helpline.takedown.routes_staff import notice_for_staff
 from helpline.takedown.states import AnswerVia, NoticeStatus
@@ -116,9 +117,21 @@ def _platform_actor(notice: Notice) -> str:
     return f"platform:{notice.platform_id}"
 
 
+# the app's policy (core.http.security_headers) plus blob: images: the redacted copies staff
+# attach are fetched with the Bearer token and shown from blob: URLs
+PORTAL_CSP = (
+    "default-src 'self'; img-src 'self' blob:; base-uri 'none'; object-src 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
 async def portal_page(request: Request) -> Response:
     """The portal page; the token in its path is read by the page's script, not here."""
-    return FileResponse(frontend_root() / "portal" / "index.html", media_type="text/html")
+    return FileResponse(
+        frontend_root() / "portal" / "index.html",
+        media_type="text/html",
+        headers={"content-security-policy": PORTAL_CSP},
+    )
 
 
 async def portal_notice(request: Request) -> Response:
@@ -126,6 +139,25 @@ async def portal_notice(request: Request) -> Response:
     body = await notice_json(request.state.session, services(request), notice)
     body["link_expires_at"] = await _link_expiry(request)
     return JSONResponse(body)
+
+
+async def portal_redacted(request: Request) -> Response:
+    """The blurred copy of one of this notice's items (only if staff attached one)."""
+    notice = await _linked_notice(request)
+    return await redacted_response(request, notice)
+
+
+async def redacted_response(request: Request, notice: Notice) -> Response:
+    """An item's redacted copy, if the item is `notice`'s and has one; 404 otherwise."""
+    session = request.state.session
+    item = await session.get(NoticeItem, request.path_params["item_id"])
+    if item is None or item.notice_id != notice.id:
+        raise NotFound("no such item of this notice")
+    copy = await redacted_copy(session, services(request), item)
+    if copy is None:
+        raise NotFound("no redacted copy of this item")
+    data, media_type = copy
+    return Response(data, media_type=media_type, headers={"cache-control": "no-store"})
 
 
 async def _link_expiry(request: Request) -> str | None:
@@ -233,6 +265,7 @@ def portal_routes() -> list[BaseRoute]:
         route("/api/portal/notice", portal_notice, access=PORTAL_ACCESS),
         route("/api/portal/receipt", portal_receipt, access=PORTAL_ACCESS, methods=["POST"]),
         route("/api/portal/answers", portal_answers, access=PORTAL_ACCESS, methods=["POST"]),
+        route("/api/portal/items/{item_id}/redacted", portal_redacted, access=PORTAL_ACCESS),
         route(links, list_links, access=agent),
         route(f"{links}/{{link_id}}/revoke", revoke_link, access=agent, methods=["POST"]),
     ]

@@ -265,6 +265,8 @@ async def render_notice(request: Request, notice: Notice, *, audit: bool) -> dic
                 "pdq": item.pdq,
                 "pdq_quality": item.pdq_quality,
                 "share_hashes": item.share_hashes,
+                "attach_redacted": item.attach_redacted,
+                "redacted_sha256": item.redacted_sha256,
             }
             for item in parts.items
         ],
@@ -503,6 +505,7 @@ class UrlBody(Schema):
 class ItemBody(Schema):
     evidence_item_id: str = Field(max_length=32)
     share_hashes: bool = True
+    attach_redacted: bool = False
 
 
 class NoticeBody(Schema):
