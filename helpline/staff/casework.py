@@ -36,7 +36,7 @@ from helpline.core.http import Schema, parse_body, publish_after_commit, route, 
 from helpline.core.ids import new_id
 from helpline.evidence.models import EvidenceItem
 from helpline.staff.auth import staff
-from helpline.staff.console import case_for_staff
+from helpline.staff.console import case_for_staff, staff_names
 from helpline.staff.models import Role, Staff
 from helpline.triage.events import event_text
 from helpline.triage.models import CannedResponse
@@ -60,16 +60,6 @@ DAY_NAMES = {
 
 
 # ---------------------------------------------------------------- who did it
-
-
-async def staff_names(session: AsyncSession, ids: Iterable[str | None]) -> dict[str, str]:
-    wanted = {i for i in ids if i}
-    if not wanted:
-        return {}
-    rows = await session.execute(
-        select(col(Staff.id), col(Staff.display_name)).where(col(Staff.id).in_(wanted))
-    )
-    return {row[0]: row[1] for row in rows}
 
 
 def staff_id_of(actor: str) -> str | None:

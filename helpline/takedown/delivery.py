@@ -33,7 +33,6 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from typing import Any
 
-import aiosmtplib
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,6 +47,7 @@ from helpline.core.services import Services
 from helpline.evidence import custody
 from helpline.evidence.models import EvidenceItem
 from helpline.intake.email import tokens
+from helpline.intake.email.outbound import is_permanent_refusal, smtp_refusal
 from helpline.intake.email.outbound import send as send_mail
 from helpline.takedown import builder, state
 from helpline.takedown.models import (
@@ -307,21 +307,13 @@ def platform_mail(
 
 
 def _smtp_failure(exc: Exception) -> DeliveryError:
-    """5xx for the recipient or the content: permanent; anything else is retried."""
-    code: int | None = None
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
-        code = exc.recipients[0].code
-    elif isinstance(exc, aiosmtplib.SMTPResponseException):
-        code = exc.code
-    message_specific = (
-        aiosmtplib.SMTPRecipientsRefused,
-        aiosmtplib.SMTPRecipientRefused,
-        aiosmtplib.SMTPDataError,
-    )
-    if isinstance(exc, message_specific) and code is not None and 500 <= code < 600:
-        return PermanentFailure(f"SMTP {code}")
+    """5xx for the recipient or the content: permanent; anything else is retried (the same
+    rule as the e-mail channel's replies)."""
     if isinstance(exc, DeliveryError):
         return exc
+    code, _ = smtp_refusal(exc)
+    if is_permanent_refusal(exc, code):
+        return PermanentFailure(f"SMTP {code}")
     return DeliveryError(f"SMTP {code}" if code else type(exc).__name__)
 
 

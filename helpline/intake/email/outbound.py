@@ -325,7 +325,7 @@ async def send(found: Services, mail: EmailMessage) -> None:
     )
 
 
-def _refusal(exc: Exception) -> tuple[int | None, str]:
+def smtp_refusal(exc: Exception) -> tuple[int | None, str]:
     """The SMTP code and the server's text of a failure."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
         first = exc.recipients[0]
@@ -335,7 +335,7 @@ def _refusal(exc: Exception) -> tuple[int | None, str]:
     return None, ""
 
 
-def _is_permanent(exc: Exception, code: int | None) -> bool:
+def is_permanent_refusal(exc: Exception, code: int | None) -> bool:
     """A 5xx for this recipient or this content: sending it again cannot help. A 5xx to our
     login or our sender address is our configuration, and is retried until someone fixes it."""
     message_specific = (
@@ -450,8 +450,8 @@ async def deliver(found: Services, delivery: Delivery) -> None:
 async def _failed(
     found: Services, delivery: Delivery, outgoing_id: str, case_id: str, exc: Exception
 ) -> NoReturn:
-    code, server_text = _refusal(exc)
-    permanent = _is_permanent(exc, code)
+    code, server_text = smtp_refusal(exc)
+    permanent = is_permanent_refusal(exc, code)
     last_try = delivery.attempt >= found.outbox.max_attempts
     if code:
         what = f"SMTP {code}"
