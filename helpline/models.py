@@ -7,6 +7,7 @@ def import_all_models() -> None:
     import helpline.cases.models  # noqa: F401
     import helpline.core.models  # noqa: F401
     import helpline.evidence.models  # noqa: F401
+    import helpline.handover.models  # noqa: F401
     import helpline.intake.callback.models  # noqa: F401
     import helpline.intake.email.models  # noqa: F401
     import helpline.staff.models  # noqa: F401

@@ -276,6 +276,18 @@ class Settings(BaseSettings):
         description="Allow plain `http://` platform endpoints (tests only; never in production).",
     )
     # --- background work
+    # --- warm handover to partners (helpline/handover)
+    handover_consent_hours: int = Field(
+        default=72,
+        ge=1,
+        description="How long a victim's consent to a handover stays valid before the packet "
+        "must be sealed; after that staff ask again.",
+    )
+    handover_link_hours: int = Field(
+        default=72,
+        ge=1,
+        description="How long a partner's one-time download link for a handover packet works.",
+    )
     outbox_max_attempts: int = Field(
         default=8, ge=1, description="Delivery attempts before an outbox entry is dead-lettered."
     )

@@ -38,6 +38,7 @@ log = logging.getLogger("helpline.outbox")
 
 SYSTEM_SCOPE = "system:outbox"
 PENDING, DELIVERING, DELIVERED, DEAD = "pending", "delivering", "delivered", "dead"
+CANCELLED = "cancelled"  # withdrawn by its owner before a worker took it (`cancel`)
 TABLE = "outbox"
 
 
@@ -312,3 +313,16 @@ async def retry_dead(session: AsyncSession, clock: Clock, entry_id: str) -> Outb
     entry.status, entry.attempts, entry.next_attempt_at, entry.updated_at = PENDING, 0, now, now
     await session.flush()
     return entry
+
+
+async def cancel(session: AsyncSession, clock: Clock, entry_id: str) -> bool:
+    """Cancel an entry no worker has taken yet (pending, or dead-lettered), in the caller's
+    transaction; True if it was. An entry being delivered right now is not touched: its
+    handler must check, as its first step, that what it delivers is still wanted."""
+    entry = await session.get(OutboxEntry, entry_id, with_for_update=True)
+    if entry is None or entry.status not in (PENDING, DEAD):
+        return False
+    now = clock.now()
+    entry.status, entry.updated_at, entry.last_error = CANCELLED, now, "cancelled"
+    await session.flush()
+    return True
