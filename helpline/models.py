@@ -10,6 +10,8 @@ def import_all_models() -> None:
     import helpline.handover.models  # noqa: F401
     import helpline.intake.callback.models  # noqa: F401
     import helpline.intake.email.models  # noqa: F401
+    import helpline.retention.models  # noqa: F401
     import helpline.staff.models  # noqa: F401
+    import helpline.stats.models  # noqa: F401
     import helpline.takedown.models  # noqa: F401
     import helpline.triage.models  # noqa: F401
