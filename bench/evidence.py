@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/evidence.py                  # 1 GiB, the figures in docs/benchmarks.md
     .venv/bin/python bench/evidence.py --size-mib 256   # a quicker run
+    .venv/bin/python bench/evidence.py --backend s3     # the vault in a bucket (local moto)
 
 All steps work on the same bytes: one 1 MiB block from os.urandom (its first bytes made into an
 MP4 `ftyp` box, so the app's type sniffing accepts the upload), repeated --size-mib times.
@@ -20,6 +21,14 @@ MP4 `ftyp` box, so the app's type sniffing accepts the upload), repeated --size-
    then `helpline serve` as a subprocess (temp data directory, SQLite, random master key),
    a case from `POST /api/chat/start`, and a multipart body generated on the fly; the server's
    VmRSS is sampled every 50 ms during the upload and its VmHWM read at the end.
+
+With `--backend s3`, steps 3 and 4 use the S3 blob backend against moto's S3 server, started
+as a subprocess on 127.0.0.1 (a port of its own, stopped at the end): step 3 times a plain
+multipart upload of the same bytes in the vault's part size (the bucket's own rate, in place
+of the disk's) and `Vault.store` into the bucket, and reports the most bytes a store held in
+part buffers; step 4 runs the server with `HELPLINE_BLOB_BACKEND=s3`. moto is a Python test
+server that keeps objects in memory, so these figures say what the vault adds on top of a
+slow S3 endpoint and what it holds in memory, not what AWS or MinIO would reach.
 
 Steps 1-3 keep the best of --repeat runs and print all of them (and medians); the disk rate is
 the better of its two ways. Step 4 runs once. Before measuring it waits (up to --wait-minutes)
@@ -270,7 +279,7 @@ def bench_sha256(block: bytes, size_mib: int) -> tuple[float, str]:
 def bench_disk(block: bytes, size_mib: int, directory: Path, *, early_writeback: bool) -> float:
     """Write `size_mib` × `block` to a new file and fsync it. With `early_writeback`, give the
     kernel the hint the vault gives, with the vault's own function and spacing."""
-    from helpline.evidence.vault import _WRITEBACK_BYTES, _start_writeback
+    from helpline.evidence.blobstore import _WRITEBACK_BYTES, _start_writeback
 
     path = directory / "disk-write.bin"
     progress = Progress("disk, early writeback" if early_writeback else "disk write", size_mib)
@@ -313,12 +322,15 @@ class VaultResult:
     cpu_seconds: float
     sha256: str
     size: int
+    most_buffered: int = 0  # in a bucket: the most bytes the store held in part buffers
 
 
-async def bench_vault(block: bytes, size_mib: int, directory: Path) -> VaultResult:
+async def bench_vault(block: bytes, size_mib: int, where: Path | Bucket) -> VaultResult:
+    from helpline.evidence.s3blobs import S3Backend
     from helpline.evidence.vault import Vault
 
-    vault = Vault(directory)
+    backend = S3Backend(where.client(), where.name) if isinstance(where, Bucket) else None
+    vault = Vault(backend or where)  # type: ignore[arg-type]
     progress = Progress("vault store", size_mib)
 
     async def stream() -> AsyncIterator[bytes]:
@@ -331,8 +343,107 @@ async def bench_vault(block: bytes, size_mib: int, directory: Path) -> VaultResu
     blob = await vault.store(stream(), os.urandom(32), max_bytes=size_mib * MIB)
     seconds = time.perf_counter() - start
     used = cpu_seconds() - cpu
-    vault.path(blob.name).unlink()  # not `destroy`: its zero overwrite would cost another GiB
-    return VaultResult(mb_s(blob.size, seconds), seconds, used, blob.sha256, blob.size)
+    if backend is None:
+        vault.path(blob.name).unlink()  # not `destroy`: its zero overwrite costs another GiB
+    else:
+        await vault.destroy(blob.name)  # a DeleteObject: moto keeps objects in memory
+    most = backend.most_buffered if backend is not None else 0
+    return VaultResult(mb_s(blob.size, seconds), seconds, used, blob.sha256, blob.size, most)
+
+
+def bench_bucket(block: bytes, size_mib: int, bucket: Bucket) -> float:
+    """The bucket's own rate: `size_mib` × `block` as one multipart upload in the vault's part
+    size, parts sent one after the other from this thread, completed; then deleted."""
+    from helpline.evidence.s3blobs import PART_SIZE
+
+    client = bucket.client()
+    key = f"bench/{secrets.token_hex(8)}"
+    progress = Progress("bucket upload", size_mib)
+    per_part = PART_SIZE // MIB
+    start = time.perf_counter()
+    upload = client.create_multipart_upload(Bucket=bucket.name, Key=key)["UploadId"]
+    parts = []
+    for number, first in enumerate(range(0, size_mib, per_part), 1):
+        count = min(per_part, size_mib - first)
+        answer = client.upload_part(
+            Bucket=bucket.name, Key=key, UploadId=upload, PartNumber=number, Body=block * count
+        )
+        parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        progress.tick(first + count)
+    client.complete_multipart_upload(
+        Bucket=bucket.name, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+    )
+    seconds = time.perf_counter() - start
+    client.delete_object(Bucket=bucket.name, Key=key)
+    return mb_s(size_mib * MIB, seconds)
+
+
+@dataclass
+class Bucket:
+    """moto's S3 server (`python -m moto.server`) on 127.0.0.1, as a subprocess, with one
+    bucket."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    name: str = "helpline-bench"
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def client(self) -> Any:
+        from helpline.evidence.s3blobs import s3_client
+
+        return s3_client(
+            endpoint_url=self.url, region="us-east-1", access_key_id="bench",
+            secret_access_key="bench",
+        )  # fmt: skip
+
+    def env(self) -> dict[str, str]:
+        """The server's settings for this bucket."""
+        return {
+            "HELPLINE_BLOB_BACKEND": "s3",
+            "HELPLINE_S3_BUCKET": self.name,
+            "HELPLINE_S3_ENDPOINT_URL": self.url,
+            "HELPLINE_S3_ACCESS_KEY_ID": "bench",
+            "HELPLINE_S3_SECRET_ACCESS_KEY": "bench",
+        }
+
+    def start(self) -> None:
+        self.root.mkdir(exist_ok=True)
+        with open(self.root / "moto.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_child_setup,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError("the S3 server (moto) exited; see moto.log")
+            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), 1):
+                self.client().create_bucket(Bucket=self.name)
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"the S3 server (moto) was not ready after {timeout} s")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
 
 
 # ---------------------------------------------------------------- 4: HTTP upload
@@ -349,6 +460,7 @@ class Server:
     root: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    settings: dict[str, str] = field(default_factory=dict)  # more HELPLINE_* variables
 
     @property
     def url(self) -> str:
@@ -374,6 +486,7 @@ class Server:
             HELPLINE_BASE_URL=self.url,
             HELPLINE_OPENING_HOURS="mo-su 00:00-24:00",  # chat start whatever the hour
         )
+        env.update(self.settings)
         return env
 
     def start(self) -> None:
@@ -546,7 +659,7 @@ def verdict(met: bool) -> str:
     return "MET" if met else "NOT MET"
 
 
-async def run(args: argparse.Namespace, root: Path, servers: list[Server]) -> None:
+async def run(args: argparse.Namespace, root: Path, servers: list[Server | Bucket]) -> None:
     say("machine:")
     for key, value in machine_facts().items():
         say(f"  {key:8s} {value}")
@@ -569,7 +682,7 @@ async def measure(
     args: argparse.Namespace,
     block: bytes,
     root: Path,
-    servers: list[Server],
+    servers: list[Server | Bucket],
     watch: ChatWatch,
     others: dict[str, float],
     quiet: bool,
@@ -595,7 +708,52 @@ async def measure(
     others["SHA-256"] = load.cores()
     data = root / "data"
     data.mkdir(mode=0o700)
+    bucket: Bucket | None = None
+    if args.backend == "s3":
+        bucket = Bucket(root / "moto")
+        servers.append(bucket)
+        bucket.start()
+        bucket.wait_ready()
+        say(f"\nS3 server (moto) up (pid {bucket.process.pid if bucket.process else '?'}, "
+            f"{bucket.url}), bucket {bucket.name}")  # fmt: skip
+        stored = await measure_bucket(args, block, bucket, digest, watch, others)
+    else:
+        stored = await measure_disk(args, block, data, digest, watch, others)
 
+    say(f"\n4. HTTP upload through POST /api/chat/evidence/files, {size} MiB")
+    server = Server(root / "server", settings=bucket.env() if bucket is not None else {})
+    crypto = [
+        ("AES-256-GCM encrypt, 64 KiB chunks, 1 thread", f"{aes_64k:.0f} MB/s"),
+        ("AES-256-GCM encrypt, 1 MiB chunks, 1 thread", f"{aes_1m:.0f} MB/s"),
+        ("SHA-256 (hashlib), 1 thread", f"{sha:.0f} MB/s"),
+    ]
+    await measure_http(
+        args, block, server, servers, digest, max(aes_64k, aes_1m), crypto, stored, watch, others,
+        quiet,
+    )  # fmt: skip
+
+
+@dataclass
+class StoreStep:
+    """What step 3 found: the rate the vault is held to (the disk's or the bucket's), the best
+    vault run, and the table rows."""
+
+    bound_name: str
+    bound: float
+    vault: VaultResult
+    rows: list[tuple[str, str]]
+
+
+async def measure_disk(
+    args: argparse.Namespace,
+    block: bytes,
+    data: Path,
+    digest: str,
+    watch: ChatWatch,
+    others: dict[str, float],
+) -> StoreStep:
+    """Step 3 on the filesystem backend."""
+    size = args.size_mib
     say(
         f"\n3. disk write and Vault.store ({data}), {size} MiB, {args.repeat} rounds of: disk "
         "write + fsync, the same with early writeback, Vault.store"
@@ -642,9 +800,105 @@ async def measure(
         f"    vault:                     {vault.mb_s:8.0f} MB/s (median {vault_median:.0f}; best "
         f"run {vault.seconds:.2f} s, {vault.cpu_seconds:.2f} s CPU)"
     )
+    disk_name = "disk write" if disk_plain >= disk_early else "disk with early writeback"
+    return StoreStep(
+        disk_name,
+        disk,
+        vault,
+        [
+            (
+                "disk sequential write, 1 MiB blocks + fsync",
+                f"{disk_plain:.0f} MB/s (median {plain_median:.0f})",
+            ),
+            (
+                "the same with early writeback (as the vault)",
+                f"{disk_early:.0f} MB/s (median {early_median:.0f})",
+            ),
+            (
+                f"`Vault.store`, {size} MiB in-process",
+                f"{vault.mb_s:.0f} MB/s (median {vault_median:.0f})",
+            ),
+        ],
+    )
 
-    say(f"\n4. HTTP upload through POST /api/chat/evidence/files, {size} MiB")
-    server = Server(root / "server")
+
+async def measure_bucket(
+    args: argparse.Namespace,
+    block: bytes,
+    bucket: Bucket,
+    digest: str,
+    watch: ChatWatch,
+    others: dict[str, float],
+) -> StoreStep:
+    """Step 3 on the S3 backend: the bucket's own upload rate and `Vault.store` into it,
+    alternating round by round."""
+    from helpline.evidence.s3blobs import PART_SIZE
+
+    size = args.size_mib
+    say(
+        f"\n3. bucket upload and Vault.store into the bucket (moto at {bucket.url}), {size} MiB, "
+        f"{args.repeat} rounds of: a plain multipart upload ({PART_SIZE // MIB} MiB parts), "
+        "Vault.store"
+    )
+    plain: list[float] = []
+    vaults: list[VaultResult] = []
+    for round_number in range(1, args.repeat + 1):
+        watch.step = "bucket"
+        load = OtherLoad(bucket.process.pid if bucket.process else None)
+        plain.append(await asyncio.to_thread(bench_bucket, block, size, bucket))
+        others[f"bucket upload, round {round_number} (incl. moto)"] = load.cores()
+        watch.step = "vault"
+        load = OtherLoad(bucket.process.pid if bucket.process else None)
+        vaults.append(await bench_vault(block, size, bucket))
+        others[f"vault into the bucket, round {round_number} (incl. moto)"] = load.cores()
+        say(f"    round {round_number}: bucket {plain[-1]:.0f}, vault {vaults[-1].mb_s:.0f} MB/s")
+    for run in vaults:
+        if run.sha256 != digest or run.size != size * MIB:
+            raise RuntimeError("the vault's SHA-256 or size differs from the stream's")
+    vault = max(vaults, key=lambda v: v.mb_s)
+    plain_median = statistics.median(plain)
+    vault_median = statistics.median([v.mb_s for v in vaults])
+    most = max(v.most_buffered for v in vaults)
+    say(f"    bucket multipart upload:   {max(plain):8.0f} MB/s (median {plain_median:.0f})")
+    say(
+        f"    vault into the bucket:     {vault.mb_s:8.0f} MB/s (median {vault_median:.0f}; best "
+        f"run {vault.seconds:.2f} s, {vault.cpu_seconds:.2f} s CPU)"
+    )
+    say(f"    most held in part buffers by one store: {most / MIB:.1f} MiB (limit: 2 parts)")
+    return StoreStep(
+        "bucket upload",
+        max(plain),
+        vault,
+        [
+            (
+                f"plain multipart upload to moto, {PART_SIZE // MIB} MiB parts",
+                f"{max(plain):.0f} MB/s (median {plain_median:.0f})",
+            ),
+            (
+                f"`Vault.store` into the bucket, {size} MiB in-process",
+                f"{vault.mb_s:.0f} MB/s (median {vault_median:.0f})",
+            ),
+            ("most held in part buffers by one store", f"{most / MIB:.1f} MiB"),
+        ],
+    )
+
+
+async def measure_http(
+    args: argparse.Namespace,
+    block: bytes,
+    server: Server,
+    servers: list[Server | Bucket],
+    digest: str,
+    aes: float,
+    crypto: list[tuple[str, str]],
+    stored: StoreStep,
+    watch: ChatWatch,
+    others: dict[str, float],
+    quiet: bool,
+) -> None:
+    """Step 4, then the goals and the table."""
+    size = args.size_mib
+    vault = stored.vault
     server.root.mkdir()
     servers.append(server)
     server.start()
@@ -668,14 +922,15 @@ async def measure(
     )
     say(f"    item: {http.item['media_type']}, sha256 matches the stream")
 
-    disk_name = "disk write" if disk_plain >= disk_early else "disk with early writeback"
     bound_name, bound = min(
-        (("AES-GCM", max(aes_64k, aes_1m)), (disk_name, disk)), key=lambda pair: pair[1]
+        (("AES-GCM", aes), (stored.bound_name, stored.bound)), key=lambda pair: pair[1]
     )
     peak = max(http.rss_peak_mib, http.hwm_mib)
     goals = [
         (
-            "vault >= 1/2 min(AES-GCM, disk)",
+            "vault >= 1/2 min(AES-GCM, disk)"
+            if stored.bound_name.startswith("disk")
+            else "vault >= 1/2 min(AES-GCM, bucket)",
             f"{vault.mb_s:.0f} MB/s vs {bound / 2:.0f} MB/s (half of {bound_name})",
             vault.mb_s >= bound / 2,
         ),
@@ -697,21 +952,8 @@ async def measure(
     say("\n| measure | figure |")
     say("| --- | --- |")
     rows = [
-        ("AES-256-GCM encrypt, 64 KiB chunks, 1 thread", f"{aes_64k:.0f} MB/s"),
-        ("AES-256-GCM encrypt, 1 MiB chunks, 1 thread", f"{aes_1m:.0f} MB/s"),
-        ("SHA-256 (hashlib), 1 thread", f"{sha:.0f} MB/s"),
-        (
-            "disk sequential write, 1 MiB blocks + fsync",
-            f"{disk_plain:.0f} MB/s (median {plain_median:.0f})",
-        ),
-        (
-            "the same with early writeback (as the vault)",
-            f"{disk_early:.0f} MB/s (median {early_median:.0f})",
-        ),
-        (
-            f"`Vault.store`, {size} MiB in-process",
-            f"{vault.mb_s:.0f} MB/s (median {vault_median:.0f})",
-        ),
+        *crypto,
+        *stored.rows,
         (f"HTTP upload, {size} MiB multipart", f"{http.mb_s:.0f} MB/s"),
         ("server peak RSS during the upload", f"{peak:.0f} MiB"),
         ("server RSS idle before the upload", f"{http.rss_before_mib:.0f} MiB"),
@@ -731,6 +973,13 @@ def main() -> None:
     parser.add_argument("--wait-minutes", type=float, default=20, help="wait for bench/chat.py")
     parser.add_argument("--no-wait", action="store_true", help="do not wait for bench/chat.py")
     parser.add_argument("--tmp", type=Path, default=None, help="where the data directory goes")
+    parser.add_argument(
+        "--backend",
+        choices=("filesystem", "s3"),
+        default="filesystem",
+        help="where the vault keeps blobs in steps 3-4: the data directory (default) or a bucket "
+        "on a local moto S3 server",
+    )
     args = parser.parse_args()
     if args.size_mib < 1 or args.repeat < 1:
         parser.error("--size-mib and --repeat must be at least 1")
@@ -740,7 +989,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, terminate)
     root = Path(tempfile.mkdtemp(prefix="helpline-bench-evidence-", dir=args.tmp))
-    servers: list[Server] = []
+    servers: list[Server | Bucket] = []
     try:
         say(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
         say(f"data directory: {root}")

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the structured (JSON) logs."
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token Prometheus sends to read `/metrics`; empty: `/metrics` "
+        "answers 404.",
+    )
     # --- chat
     opening_hours: str = Field(
         default="mo-fr 09:00-21:00; sa 12:00-17:00",
@@ -145,6 +150,34 @@ class Settings(BaseSettings):
     snapshot_allow_loopback: bool = Field(
         default=False,
         description="Let URL snapshots reach 127.0.0.0/8 (tests only; never in production).",
+    )
+    # --- evidence blobs: the data directory, or an S3-compatible bucket
+    blob_backend: Literal["filesystem", "s3"] = Field(
+        default="filesystem",
+        description="Where evidence blobs (encrypted in the process either way) are kept: "
+        "`filesystem` (the data directory) or `s3` (an S3-compatible bucket; several instances "
+        "can share it).",
+    )
+    s3_bucket: str = Field(
+        default="", description="The bucket for evidence blobs; required with `s3`."
+    )
+    s3_endpoint_url: str = Field(
+        default="",
+        description="The S3-compatible service's URL (MinIO, Ceph, Garage, ...); empty: AWS S3.",
+    )
+    s3_region: str = Field(default="us-east-1", description="The bucket's region.")
+    s3_access_key_id: str | None = Field(
+        default=None,
+        description="S3 access key id; empty: boto3's own chain (`AWS_*` variables, instance "
+        "or pod role).",
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="S3 secret access key (with the access key id)."
+    )
+    s3_prefix: str = Field(
+        default="evidence/",
+        description="Prefix of the vault's object names in the bucket (other areas, like "
+        "handover packets, get `<prefix><area>/`).",
     )
     # --- e-mail in
     smtp_in_host: str = Field(default="127.0.0.1", description="Inbound SMTP listen address.")
@@ -237,6 +270,11 @@ class Settings(BaseSettings):
         max_length=4000,
         description="How the helpline stays independent of the platforms, as the yearly "
         "trusted-flagger report (DSA art. 22(3)) states it; free text.",
+    )
+    publish_report: bool = Field(
+        default=False,
+        description="Publish the annual report (`/report/{year}`, small numbers suppressed) "
+        "for every year that is over; off: those pages answer 404.",
     )
     notice_reminder_before_hours: int = Field(
         default=4,
@@ -363,6 +401,32 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _s3_endpoint_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _s3_prefix(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("must be a relative key prefix like `evidence/`")
+        return value
+
+    @model_validator(mode="after")
+    def _s3_complete(self) -> Settings:
+        # reported against the field it concerns, like a field error
+        if self.blob_backend == "s3" and not self.s3_bucket:
+            raise ValueError("HELPLINE_S3_BUCKET: required when HELPLINE_BLOB_BACKEND is s3")
+        if bool(self.s3_access_key_id) != (self.s3_secret_access_key is not None):
+            raise ValueError(
+                "HELPLINE_S3_SECRET_ACCESS_KEY: give both the access key id and the secret "
+                "access key, or neither"
+            )
+        return self
 
     @field_validator("callback_region")
     @classmethod

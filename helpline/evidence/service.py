@@ -47,7 +47,7 @@ class MinorRule(Conflict):
 
 
 def vault_for(settings: Settings) -> Vault:
-    return Vault(settings.data_dir / "evidence")
+    return Vault.from_settings(settings)  # HELPLINE_BLOB_BACKEND: the data directory or S3
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """The evidence vault: files encrypted in fixed-size AES-256-GCM chunks, streamed in and out.
 
-Blobs live in one directory (mode 0700) under random names (`secrets.token_hex(16)`, never a
-content hash, so a name says nothing about what is inside). Each file is encrypted under a key
-the caller passes, normally `FieldCipher.derive("evidence-vault")` of the case's data key, so
-shredding the case key makes every blob of the case unreadable.
+Blobs live under random names (`secrets.token_hex(16)`, never a content hash, so a name says
+nothing about what is inside) in a blob backend (`helpline.evidence.blobstore`): one directory
+(mode 0700) by default, or an S3-compatible bucket. Either way the blob is sealed here, in the
+process, before a byte of it leaves: a backend only ever sees ciphertext in the format below.
+Each file is encrypted under a key the caller passes, normally `FieldCipher.derive("evidence")`
+of the case's data key, so shredding the case key makes every blob of the case unreadable.
 
 File format, version 1 (all integers big-endian)::
 
@@ -26,40 +28,46 @@ Storing is a pipeline, so that a large upload neither starves other requests nor
 the sum of its steps' times. The event loop cuts the incoming pieces into batches of whole
 chunks (1 MiB), holding the pieces rather than copying them. Each store has two threads that
 take the batches in order: one hashes them (SHA-256, the slowest step), the other encrypts
-them into a reused buffer and writes them, while the loop gathers the next batch. hashlib
-and os.write release the GIL, so the steps share out both cores. Memory stays flat: the loop
-waits while more than two batches are queued, so a store holds at most about four batches of
-plaintext (three queued, one being gathered) plus one incoming piece, and one batch of
-ciphertext. Every 8 MiB written, the kernel is asked to start writing the file out
-(sync_file_range on Linux), so the disk works while the rest arrives and the final fsync has
-little left to do. Figures: docs/benchmarks.md, "Evidence vault".
+them into a reused buffer and hands them to the backend's sink, while the loop gathers the
+next batch. hashlib and os.write release the GIL, so the steps share out both cores. Memory
+stays flat: the loop waits while more than two batches are queued, so a store holds at most
+about four batches of plaintext (three queued, one being gathered) plus one incoming piece,
+and one batch of ciphertext (and, in a bucket, at most two upload parts). On disk, every 8 MiB
+written the kernel is asked to start writing the file out (sync_file_range on Linux), so the
+disk works while the rest arrives and the final fsync has little left to do. Figures:
+docs/benchmarks.md, "Evidence vault".
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import ctypes
-import functools
 import hashlib
-import os
-import re
 import secrets
 import struct
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from helpline.core.crypto import KEY_BYTES, DecryptionError
 from helpline.core.errors import Invalid, TooLarge
+from helpline.evidence.blobstore import (
+    NAME,
+    BlobBackend,
+    BlobSink,
+    BlobSource,
+    FileBackend,
+    backend_from_settings,
+)
+
+if TYPE_CHECKING:
+    from helpline.core.config import Settings
 
 MAGIC = b"HLV1"
 VERSION = 1
@@ -75,11 +83,6 @@ _MIN_CHUNK_SIZE = 1024
 _MAX_CHUNK_SIZE = 16 * 1024 * 1024
 _BATCH_CHUNKS = 16  # chunks per batch, one thread hop (1 MiB at the default chunk size)
 _DEPTH = 2  # batches of one store queued for its threads before the event loop waits
-_WRITEBACK_BYTES = 8 * 1024 * 1024  # start writeback after this much more was written
-_SYNC_FILE_RANGE_WRITE = 2
-_WIPE_BYTES = 1024 * 1024
-_NAME = re.compile(r"[0-9a-f]{32}")
-_TEMPORARY_PREFIX = ".tmp-"
 
 T = TypeVar("T")
 
@@ -116,38 +119,6 @@ async def _in_thread(function: Callable[..., T], *args: object) -> T:
     except asyncio.CancelledError:
         await asyncio.wait({task})
         raise
-
-
-@functools.cache
-def _sync_file_range() -> Callable[[int, int, int], None] | None:
-    """Linux's sync_file_range(2), which Python does not wrap, with SYNC_FILE_RANGE_WRITE:
-    start writing a range of a file back to the disk without waiting for it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    function.restype = ctypes.c_int
-
-    def start(fd: int, offset: int, length: int) -> None:
-        function(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
-
-    return start
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """A hint only, so failures are ignored: the fsync at the end is what makes a blob
-    durable, and it reports any write error."""
-    start = _sync_file_range()
-    if start is not None:
-        start(fd, offset, length)
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
 
 
 class _Batch:
@@ -204,10 +175,11 @@ def _chunks(pieces: list[memoryview], chunk_size: int) -> Iterator[memoryview]:
 
 class _Writer:
     """The blocking half of `Vault.store`: hashes batches of plaintext (`hash`), and encrypts
-    and writes them chunk by chunk (`write`). `_Pipeline` runs the two in separate threads."""
+    them chunk by chunk and hands them to the sink (`write`). `_Pipeline` runs the two in
+    separate threads."""
 
-    def __init__(self, fd: int, key: bytes, chunk_size: int) -> None:
-        self.fd = fd
+    def __init__(self, sink: BlobSink, key: bytes, chunk_size: int) -> None:
+        self.sink = sink
         self.chunk_size = chunk_size
         self.aead = AESGCM(key)
         self.prefix = secrets.token_bytes(NONCE_PREFIX_BYTES)
@@ -217,8 +189,6 @@ class _Writer:
         self.sha256 = hashlib.sha256()
         self.index = 0
         self.sealed = bytearray()  # ciphertext of one batch, reused
-        self.written = 0
-        self.flushed = 0
 
     def hash(self, pieces: list[memoryview]) -> None:
         for piece in pieces:
@@ -226,7 +196,7 @@ class _Writer:
 
     def write(self, pieces: list[memoryview], final: bool) -> None:
         """Encrypt `pieces` chunk by chunk and write them; when `final`, their last chunk ends
-        the file, and the file is flushed to disk. Only the last chunk of the file may be
+        the file, and the sink makes it durable. Only the last chunk of the file may be
         shorter than the chunk size."""
         size = sum(len(piece) for piece in pieces)
         count = -(-size // self.chunk_size)
@@ -251,15 +221,7 @@ class _Writer:
                 )
                 self.index += 1
                 position = following
-            _write_all(self.fd, sealed[:end])
-        self.written += end
-        if final:
-            os.fsync(self.fd)
-        elif self.written - self.flushed >= _WRITEBACK_BYTES:
-            # Hand what was written so far to the disk now rather than all of it at the
-            # final fsync: the disk works while the rest arrives, and the fsync is short.
-            _start_writeback(self.fd, self.flushed, self.written - self.flushed)
-            self.flushed = self.written
+            self.sink.write(sealed[:end], final=final)
 
     def _seal(self, nonce: bytes, chunk: memoryview, associated: bytes, into: memoryview) -> None:
         self.aead.encrypt_into(nonce, chunk, associated, into)  # cryptography >= 47
@@ -267,8 +229,8 @@ class _Writer:
 
 class _Pipeline:
     """The threads of one `store`: one hashes the batches, one encrypts and writes them, each
-    in order, while the event loop gathers the next batch. hashlib and os.write let go of
-    the GIL, so SHA-256, the slowest step, runs on a core of its own. The loop waits while
+    in order, while the event loop gathers the next batch. hashlib, os.write and socket sends
+    let go of the GIL, so SHA-256, the slowest step, runs on a core of its own. The loop waits while
     more than `_DEPTH` batches are queued."""
 
     def __init__(self, writer: _Writer) -> None:
@@ -293,7 +255,7 @@ class _Pipeline:
 
     def close(self) -> None:
         """Let the threads end; after a failure, drop the batches that wait and wait for
-        those in progress (they use the file)."""
+        those in progress (they use the sink)."""
         for executor in (self.hashing, self.writing):
             executor.shutdown(wait=True, cancel_futures=True)
 
@@ -301,7 +263,7 @@ class _Pipeline:
 class _Reader:
     """The blocking half of `Vault.read`: reads, checks and decrypts batches of chunks."""
 
-    def __init__(self, name: str, handle: BinaryIO, key: bytes) -> None:
+    def __init__(self, name: str, handle: BlobSource, key: bytes) -> None:
         self.name = name
         self.handle = handle
         self.aead = AESGCM(key)
@@ -350,23 +312,46 @@ class _Reader:
         return plaintexts
 
 
-class Vault:
-    """Encrypted blob storage in one directory. Create one per process (in the lifespan)."""
+def _checked(name: str) -> str:
+    """Only names the vault itself makes (32 hex digits) pass, so a name can never point
+    outside the vault's directory or prefix."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise Invalid("not a valid evidence blob name")
+    return name
 
-    def __init__(self, root: Path, *, chunk_size: int = CHUNK_SIZE) -> None:
+
+class Vault:
+    """Encrypted blob storage in a blob backend: a directory (give its path) or any
+    `BlobBackend`, such as an S3 bucket. Create one per process (in the lifespan), or build one
+    from the settings with `from_settings`."""
+
+    def __init__(self, where: Path | BlobBackend, *, chunk_size: int = CHUNK_SIZE) -> None:
         if not _MIN_CHUNK_SIZE <= chunk_size <= _MAX_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be {_MIN_CHUNK_SIZE}..{_MAX_CHUNK_SIZE} bytes")
-        self.root = root
+        self.backend: BlobBackend = FileBackend(where) if isinstance(where, Path) else where
         self.chunk_size = chunk_size
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(root, 0o700)  # mkdir's mode is filtered by the umask
+
+    @classmethod
+    def from_settings(cls, settings: Settings, area: str = "evidence") -> Vault:
+        """The vault in the backend `HELPLINE_BLOB_BACKEND` names; `area` as in
+        `backend_from_settings` (e.g. "handover" for sealed packets)."""
+        return cls(backend_from_settings(settings, area))
+
+    def _files(self) -> FileBackend:
+        if not isinstance(self.backend, FileBackend):
+            raise TypeError("this vault keeps its blobs in a bucket, not in files")
+        return self.backend
+
+    @property
+    def root(self) -> Path:
+        """The vault's directory (filesystem backend only)."""
+        return self._files().root
 
     def path(self, name: str) -> Path:
-        """The file of blob `name`; only names the vault itself makes (32 hex digits) pass, so
-        a name can never point outside the vault."""
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise Invalid("not a valid evidence blob name")
-        return self.root / name
+        """The file of blob `name` (filesystem backend only); only names the vault itself
+        makes (32 hex digits) pass, so a name can never point outside the vault."""
+        name = _checked(name)  # before anything else: a bad name is refused as such
+        return self._files().path(name)
 
     @staticmethod
     def _check_key(key: bytes) -> None:
@@ -381,20 +366,17 @@ class Vault:
         `max_bytes` is the most this file may hold (the smaller of the per-file limit and what
         is left of the case's quota); one byte more raises TooLarge. An empty stream raises
         Invalid. On any error, including the source failing or the task being cancelled, the
-        partial file is removed before the exception propagates: nothing is left behind.
+        partial blob is removed before the exception propagates: nothing is left behind.
         """
         self._check_key(key)
-        temporary = self.root / f"{_TEMPORARY_PREFIX}{secrets.token_hex(16)}"
-        # Creating an empty file is quick; done inline, it cannot be lost to a cancellation.
-        handle = _create_exclusive(temporary)
+        sink = self.backend.create()  # quick, inline: it cannot be lost to a cancellation
         size = 0
         head = bytearray()
         gathered = _Batch()
         batch_bytes = self.chunk_size * _BATCH_CHUNKS
         pipeline: _Pipeline | None = None
-        final: Path | None = None
         try:
-            pipeline = _Pipeline(_Writer(handle.fileno(), key, self.chunk_size))
+            pipeline = _Pipeline(_Writer(sink, key, self.chunk_size))
             async for piece in chunks:
                 if not piece:
                     continue
@@ -415,25 +397,25 @@ class Vault:
             if size == 0:
                 raise Invalid("the file is empty")
             await pipeline.put(gathered.take(gathered.size), final=True)
-            name = secrets.token_hex(16)
-            final = self.root / name
-            await _in_thread(_publish, pipeline, handle, temporary, final)
+            await _in_thread(_publish, pipeline, sink)
             return StoredBlob(
-                name=name, size=size, sha256=pipeline.writer.sha256.hexdigest(), head=bytes(head)
+                name=sink.name,
+                size=size,
+                sha256=pipeline.writer.sha256.hexdigest(),
+                head=bytes(head),
             )
         except BaseException:
-            # `final` too: a cancellation can land just after the rename
-            await asyncio.shield(asyncio.to_thread(_discard, pipeline, handle, temporary, final))
+            # a cancellation can land just after the publish: the sink removes that too
+            await asyncio.shield(asyncio.to_thread(_discard, pipeline, sink))
             raise
 
     async def read(self, name: str, key: bytes) -> AsyncIterator[bytes]:
         """Yield the plaintext of blob `name` chunk by chunk, each one verified before it is
-        yielded. Raises DecryptionError on a wrong key or any change to the file (after the
+        yielded. Raises DecryptionError on a wrong key or any change to the blob (after the
         chunks before the damage were yielded: a consumer must not trust a partial read),
         FileNotFoundError when there is no such blob."""
         self._check_key(key)
-        path = self.path(name)
-        handle = _open_for_reading(path)  # quick, and inline it cannot leak on cancellation
+        handle = await self.backend.open(_checked(name))
         try:
             reader = await _in_thread(_Reader, name, handle, key)
             while not reader.done:
@@ -445,8 +427,7 @@ class Vault:
     async def read_all(self, name: str, key: bytes, *, max_bytes: int) -> bytes:
         """The whole plaintext of a small blob (an image to hash or preview). Raises TooLarge
         without decrypting when it holds more than `max_bytes`."""
-        path = self.path(name)
-        stored = (await asyncio.to_thread(os.stat, path)).st_size
+        stored = await self.backend.size(_checked(name))
         chunks = max(1, -(-(stored - HEADER_BYTES) // (self.chunk_size + TAG_BYTES)))
         if stored - HEADER_BYTES - chunks * TAG_BYTES > max_bytes:
             raise TooLarge(
@@ -466,104 +447,38 @@ class Vault:
         return b"".join(parts)
 
     async def destroy(self, name: str) -> bool:
-        """Overwrite blob `name` with zeros, then remove it. Returns whether it existed.
+        """Remove blob `name`; returns whether it existed. On disk it is overwritten with
+        zeros first; in a bucket it is deleted (there is nothing to overwrite).
 
-        The overwrite is best effort on journaling and copy-on-write file systems and SSDs;
-        what makes a destroyed blob unreadable for certain is that its key is shredded too.
+        The overwrite is best effort on journaling and copy-on-write file systems and SSDs,
+        and a bucket may keep copies the vault cannot see; what makes a destroyed blob
+        unreadable for certain is that its key is shredded too.
         """
-        path = self.path(name)
-        return await asyncio.to_thread(_wipe, path)
+        return await self.backend.delete(_checked(name))
 
     async def names_older_than(self, seconds: float, *, now: float | None = None) -> list[str]:
-        """Names of the blobs last written more than `seconds` ago (by file mtime; `now` is a
-        POSIX timestamp, the current time by default). For sweeping blobs that a failed
-        request stored but never recorded."""
+        """Names of the blobs last written more than `seconds` ago (by file mtime, or an
+        object's LastModified; `now` is a POSIX timestamp, the current time by default). For
+        sweeping blobs that a failed request stored but never recorded."""
         cutoff = (time.time() if now is None else now) - seconds
-        return await asyncio.to_thread(_names_before, self.root, cutoff)
+        return await self.backend.names_before(cutoff)
 
     async def remove_leftovers(self, *, older_than: float = 24 * 3600) -> int:
-        """Remove temporary files that a crashed process left behind and that were last
-        written more than `older_than` seconds ago (younger ones may be uploads in progress in
-        another instance). Returns how many were removed."""
-        return await asyncio.to_thread(_remove_temporaries, self.root, older_than)
+        """Remove what crashed processes left behind (temporary files, incomplete multipart
+        uploads) that was begun more than `older_than` seconds ago (younger ones may be
+        uploads in progress in another instance). Returns how many were removed."""
+        return await self.backend.remove_leftovers(older_than)
 
 
 # ---------------------------------------------------------------- blocking helpers
 
 
-def _create_exclusive(path: Path) -> BinaryIO:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    return os.fdopen(fd, "wb")
-
-
-def _open_for_reading(path: Path) -> BinaryIO:
-    return open(path, "rb")  # closed by the generator that owns it
-
-
-def _publish(pipeline: _Pipeline, handle: BinaryIO, temporary: Path, final: Path) -> None:
+def _publish(pipeline: _Pipeline, sink: BlobSink) -> None:
     pipeline.close()
-    handle.close()
-    os.replace(temporary, final)
-    _fsync_directory(final.parent)
+    sink.publish()
 
 
-def _discard(
-    pipeline: _Pipeline | None, handle: BinaryIO, temporary: Path, final: Path | None
-) -> None:
+def _discard(pipeline: _Pipeline | None, sink: BlobSink) -> None:
     if pipeline is not None:
-        pipeline.close()  # first: its threads may still write to the file
-    with contextlib.suppress(OSError):
-        handle.close()
-    for path in (temporary, final):
-        if path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _wipe(path: Path) -> bool:
-    try:
-        handle = open(path, "r+b")
-    except FileNotFoundError:
-        return False
-    with handle:
-        remaining = os.fstat(handle.fileno()).st_size
-        zeros = bytes(min(remaining, _WIPE_BYTES))
-        while remaining > 0:
-            step = min(remaining, _WIPE_BYTES)
-            handle.write(zeros[:step])
-            remaining -= step
-        handle.flush()
-        os.fsync(handle.fileno())
-    path.unlink()
-    _fsync_directory(path.parent)
-    return True
-
-
-def _remove_temporaries(root: Path, older_than: float) -> int:
-    cutoff = time.time() - older_than
-    count = 0
-    for entry in root.glob(f"{_TEMPORARY_PREFIX}*"):
-        with contextlib.suppress(FileNotFoundError):
-            if entry.stat().st_mtime <= cutoff:
-                entry.unlink()
-                count += 1
-    return count
-
-
-def _names_before(root: Path, cutoff: float) -> list[str]:
-    names = []
-    with os.scandir(root) as entries:
-        for entry in entries:
-            if _NAME.fullmatch(entry.name):
-                with contextlib.suppress(FileNotFoundError):
-                    if entry.stat().st_mtime <= cutoff:
-                        names.append(entry.name)
-    return sorted(names)
+        pipeline.close()  # first: its threads may still write to the sink
+    sink.discard()

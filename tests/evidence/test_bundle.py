@@ -37,6 +37,7 @@ from helpline.evidence import custody
 from helpline.evidence.bundle import ExportError, export_case, verify_bundle
 from helpline.evidence.models import CustodyEntry, EvidenceItem, ItemKind, ItemStatus
 from helpline.evidence.vault import Vault
+from tests.evidence.conftest import Blobs
 
 TABLE = "evidence_items"
 
@@ -121,8 +122,9 @@ async def make_case(
 
 
 @pytest.fixture
-def vault(tmp_path: Path) -> Vault:
-    return Vault(tmp_path / "vault")
+def vault(paired_blobs: Blobs) -> Vault:
+    """The data directory with SQLite, a bucket with PostgreSQL (tests/evidence/conftest.py)."""
+    return Vault(paired_blobs.backend)
 
 
 @pytest.fixture

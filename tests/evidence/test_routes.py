@@ -1,5 +1,8 @@
 """Evidence through the real app under uvicorn: uploads from the chat and the console, bad
-input, previews and reveals, URL snapshots, the minor rule, hash-only records and export."""
+input, previews and reveals, URL snapshots, the minor rule, hash-only records and export.
+
+The blobs go to the data directory with SQLite and to an S3 bucket with PostgreSQL
+(`paired_blobs`, tests/evidence/conftest.py), chosen through the settings as in production."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +22,14 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from helpline.core.config import Settings
+from helpline.core.config import Settings, env_name
 from helpline.core.crypto import Keyring, MasterKeys, b64e, case_scope
 from helpline.core.db import Database
 from helpline.evidence.bundle import verify_bundle
 from helpline.evidence.models import CustodyEntry, EvidenceItem
 from helpline.staff.models import Role
 from tests.conftest import TEST_MASTER_KEY
+from tests.evidence.conftest import Blobs
 from tests.evidence.test_imaging import png_header_only
 from tests.intake.chatkit import StaffMember, Victim
 from tests.live import LiveServer, free_port, live_server
@@ -50,13 +54,14 @@ def port() -> int:
 
 
 @pytest.fixture
-def live_settings(settings_for: Any, database_url: str, port: int) -> Settings:
+def live_settings(settings_for: Any, database_url: str, port: int, paired_blobs: Blobs) -> Settings:
     result: Settings = settings_for(
         database_url,
         base_url=f"http://127.0.0.1:{port}",
         opening_hours="mo-su 00:00-24:00",
         evidence_max_file_mb=2,
         snapshot_allow_loopback=True,
+        **paired_blobs.settings,
     )
     return result
 
@@ -72,9 +77,10 @@ async def victim(server: LiveServer) -> Victim:
     return await Victim(server.url).start()
 
 
-def vault_files(settings: Settings) -> list[Path]:
-    root = settings.data_dir / "evidence"
-    return [p for p in root.iterdir() if p.is_file()] if root.exists() else []
+@pytest.fixture
+def vault_files(paired_blobs: Blobs) -> Callable[[], list[str]]:
+    """What the vault holds (files, or objects and open uploads), outside the app's view."""
+    return paired_blobs.contents
 
 
 async def upload(
@@ -85,7 +91,11 @@ async def upload(
 
 
 async def test_a_victim_attaches_a_photo_from_the_chat(
-    server: LiveServer, victim: Victim, live_settings: Settings, db: Database
+    server: LiveServer,
+    victim: Victim,
+    db: Database,
+    vault_files: Callable[[], list[str]],
+    paired_blobs: Blobs,
 ) -> None:
     photo = jpeg(gps=True)
     answer = await upload(
@@ -107,8 +117,8 @@ async def test_a_victim_attaches_a_photo_from_the_chat(
     [shown] = listed.json()["items"]
     assert shown["filename"] == "ik.jpg"  # no path, no control characters
 
-    [blob] = vault_files(live_settings)
-    assert photo[100:200] not in blob.read_bytes()  # encrypted at rest
+    [blob] = vault_files()
+    assert photo[100:200] not in paired_blobs.raw(blob)  # encrypted at rest
     async with db.transaction() as session:
         row = (await session.execute(select(EvidenceItem))).scalar_one()
         custody = (await session.execute(select(CustodyEntry))).scalars().all()
@@ -134,12 +144,12 @@ async def test_a_victim_attaches_a_photo_from_the_chat(
 async def test_bad_uploads_get_a_clear_error_and_leave_nothing(
     server: LiveServer,
     victim: Victim,
-    live_settings: Settings,
     db: Database,
     content: bytes,
     name: str,
     status: int,
     says: str,
+    vault_files: Callable[[], list[str]],
 ) -> None:
     answer = await upload(
         server,
@@ -150,13 +160,13 @@ async def test_bad_uploads_get_a_clear_error_and_leave_nothing(
     )
     assert answer.status_code == status, answer.text
     assert says.lower() in answer.json()["error"]["message"].lower()
-    assert vault_files(live_settings) == []
+    assert vault_files() == []
     async with db.transaction() as session:
         assert (await session.execute(select(EvidenceItem))).first() is None
 
 
 async def test_malformed_multipart_bodies_are_refused(
-    server: LiveServer, victim: Victim, live_settings: Settings
+    server: LiveServer, victim: Victim, vault_files: Callable[[], list[str]]
 ) -> None:
     bearer = {"Authorization": f"Bearer {victim.token}"}
     boundary = "XyZ"
@@ -185,7 +195,7 @@ async def test_malformed_multipart_bodies_are_refused(
             headers={**bearer, "Content-Type": "image/jpeg"},
         )
         assert no_multipart.status_code == 422
-    assert vault_files(live_settings) == []
+    assert vault_files() == []
 
 
 async def test_staff_preview_is_blurred_and_stripped_and_a_reveal_is_recorded(
@@ -221,7 +231,7 @@ async def test_staff_preview_is_blurred_and_stripped_and_a_reveal_is_recorded(
 
 
 async def test_url_snapshots_are_kept_and_private_addresses_refused(
-    server: LiveServer, victim: Victim, live_settings: Settings, db: Database
+    server: LiveServer, victim: Victim, db: Database, vault_files: Callable[[], list[str]]
 ) -> None:
     bearer = {"Authorization": f"Bearer {victim.token}"}
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -236,7 +246,7 @@ async def test_url_snapshots_are_kept_and_private_addresses_refused(
             assert refused.json()["error"]["code"] == "url_refused"
         listed = (await http.get("/api/chat/evidence", headers=bearer)).json()["items"]
     assert [i["url"] for i in listed] == [f"{server.url}/healthz"]
-    assert len(vault_files(live_settings)) == 1
+    assert len(vault_files()) == 1
     async with db.transaction() as session:
         row = (await session.execute(select(EvidenceItem))).scalar_one()
         cipher = await Keyring(MasterKeys.from_keys([TEST_MASTER_KEY])).cipher(
@@ -250,17 +260,17 @@ async def test_url_snapshots_are_kept_and_private_addresses_refused(
 
 
 async def test_a_possible_minor_destroys_files_and_stops_storing(
-    server: LiveServer, victim: Victim, live_settings: Settings, db: Database
+    server: LiveServer, victim: Victim, db: Database, vault_files: Callable[[], list[str]]
 ) -> None:
     bearer = {"Authorization": f"Bearer {victim.token}"}
     await upload(server, "/api/chat/evidence/files", jpeg(), Authorization=bearer["Authorization"])
-    assert len(vault_files(live_settings)) == 1
+    assert len(vault_files()) == 1
     agent = await StaffMember.create(db, server.url, "iris")
     try:
         case_id = await agent.claim(victim.reference)
         marked = await agent.post(f"/api/staff/cases/{case_id}/possible-minor")
         assert marked.json()["destroyed"] == 1 and "hotline" in marked.json()["referral"]
-        assert vault_files(live_settings) == []
+        assert vault_files() == []
         refused = await upload(
             server, "/api/chat/evidence/files", jpeg(), Authorization=bearer["Authorization"]
         )
@@ -280,7 +290,7 @@ async def test_a_possible_minor_destroys_files_and_stops_storing(
 
 
 async def test_an_image_registered_by_its_hashes_alone(
-    server: LiveServer, victim: Victim, live_settings: Settings, db: Database
+    server: LiveServer, victim: Victim, db: Database, vault_files: Callable[[], list[str]]
 ) -> None:
     agent = await StaffMember.create(db, server.url, "joost")
     try:
@@ -299,7 +309,7 @@ async def test_an_image_registered_by_its_hashes_alone(
             json={"sha256": "a" * 64, "pdq": "b" * 64, "pdq_quality": 90},
         )
         assert typed.status_code == 201
-        assert vault_files(live_settings) == []  # no image is kept
+        assert vault_files() == []  # no image is kept
         bad = await agent.post(
             f"/api/staff/cases/{case_id}/evidence/hashes",
             json={"sha256": "zz", "pdq": "b" * 64, "pdq_quality": 90},
@@ -310,7 +320,12 @@ async def test_an_image_registered_by_its_hashes_alone(
 
 
 async def test_export_by_api_and_command_verifies_offline(
-    server: LiveServer, victim: Victim, live_settings: Settings, db: Database, tmp_path: Path
+    server: LiveServer,
+    victim: Victim,
+    live_settings: Settings,
+    db: Database,
+    tmp_path: Path,
+    paired_blobs: Blobs,
 ) -> None:
     bearer = f"Bearer {victim.token}"
     await upload(server, "/api/chat/evidence/files", jpeg(), Authorization=bearer)
@@ -334,6 +349,8 @@ async def test_export_by_api_and_command_verifies_offline(
         HELPLINE_DATA_DIR=str(live_settings.data_dir),
         HELPLINE_DATABASE_URL=live_settings.database_url,
         HELPLINE_MASTER_KEY=b64e(TEST_MASTER_KEY),
+        # the command finds the blobs where the app put them: the same settings
+        **{env_name(name): str(value) for name, value in paired_blobs.settings.items()},
     )
     out = tmp_path / "cli.zip"
     command = [sys.executable, "-m", "helpline.cli", "evidence"]

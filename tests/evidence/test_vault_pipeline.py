@@ -1,5 +1,6 @@
 """`Vault.store` as a pipeline: batches hashed, encrypted and written in the store's own
-threads while the event loop gathers the next. The file format must not change with it."""
+threads while the event loop gathers the next. The file format must not change with it, nor
+with the backend: every test but the writeback one runs on the directory and on a bucket."""
 
 from __future__ import annotations
 
@@ -16,16 +17,18 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from helpline.core.errors import TooLarge
+from helpline.evidence import blobstore
 from helpline.evidence import vault as vault_module
 from helpline.evidence.vault import CHUNK_SIZE, HEADER_BYTES, TAG_BYTES, Vault
+from tests.evidence.conftest import Blobs
 
 KEY = bytes(range(32))
 MiB = 1024 * 1024
 
 
 @pytest.fixture
-def vault(tmp_path: Path) -> Vault:
-    return Vault(tmp_path / "evidence")
+def vault(blobs: Blobs) -> Vault:
+    return Vault(blobs.backend)
 
 
 def pipeline_threads() -> list[str]:
@@ -60,10 +63,10 @@ async def odd_pieces(data: bytes, seed: int = 0) -> AsyncIterator[bytes]:
 
 
 @pytest.mark.parametrize("size", [1, CHUNK_SIZE, MiB, MiB + 1, 5 * MiB + 12_345])
-async def test_the_file_format_is_the_documented_one(vault: Vault, size: int) -> None:
+async def test_the_file_format_is_the_documented_one(vault: Vault, blobs: Blobs, size: int) -> None:
     data = os.urandom(size)
     blob = await vault.store(odd_pieces(data, seed=size), KEY, max_bytes=size)
-    on_disk = vault.path(blob.name).read_bytes()
+    on_disk = blobs.raw(blob.name)
     chunks = -(-size // CHUNK_SIZE)
     assert len(on_disk) == HEADER_BYTES + size + chunks * TAG_BYTES
     assert decrypt_by_the_documented_format(on_disk, KEY) == data
@@ -96,7 +99,9 @@ async def test_the_threads_end_with_the_store(vault: Vault) -> None:
     assert pipeline_threads() == []
 
 
-async def test_a_source_failing_with_batches_in_flight_leaves_nothing(vault: Vault) -> None:
+async def test_a_source_failing_with_batches_in_flight_leaves_nothing(
+    vault: Vault, blobs: Blobs
+) -> None:
     async def disconnecting() -> AsyncIterator[bytes]:
         for _ in range(20):
             yield os.urandom(MiB)
@@ -104,11 +109,11 @@ async def test_a_source_failing_with_batches_in_flight_leaves_nothing(vault: Vau
 
     with pytest.raises(ConnectionResetError):
         await vault.store(disconnecting(), KEY, max_bytes=100 * MiB)
-    assert os.listdir(vault.root) == []
+    assert blobs.contents() == []
     assert pipeline_threads() == []
 
 
-async def test_cancelled_with_batches_in_flight_leaves_nothing(vault: Vault) -> None:
+async def test_cancelled_with_batches_in_flight_leaves_nothing(vault: Vault, blobs: Blobs) -> None:
     started = asyncio.Event()
 
     async def stalling() -> AsyncIterator[bytes]:
@@ -123,12 +128,12 @@ async def test_cancelled_with_batches_in_flight_leaves_nothing(vault: Vault) -> 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert os.listdir(vault.root) == []
+    assert blobs.contents() == []
     assert pipeline_threads() == []
 
 
 async def test_a_failure_in_the_writing_thread_leaves_nothing(
-    vault: Vault, monkeypatch: pytest.MonkeyPatch
+    vault: Vault, blobs: Blobs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The chunk counter's limit (2**32 chunks, 256 TiB) lowered, so that the writing thread
     # refuses a file mid-stream while the loop goes on feeding batches.
@@ -143,7 +148,7 @@ async def test_a_failure_in_the_writing_thread_leaves_nothing(
 
     with pytest.raises(TooLarge, match="too large for the evidence vault"):
         await vault.store(source(), KEY, max_bytes=100 * MiB)
-    assert os.listdir(vault.root) == []
+    assert blobs.contents() == []
     assert pipeline_threads() == []
     assert fed < 64  # stopped once the thread failed, not at the end of the stream
 
@@ -151,24 +156,25 @@ async def test_a_failure_in_the_writing_thread_leaves_nothing(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
 def test_early_writeback_is_available_on_linux(tmp_path: Path) -> None:
     # Without it, stores still work but end in a long fsync (see docs/benchmarks.md).
-    assert vault_module._sync_file_range() is not None
+    assert blobstore._sync_file_range() is not None
     path = tmp_path / "file"
     with open(path, "wb") as handle:
         handle.write(os.urandom(MiB))
         handle.flush()
-        vault_module._start_writeback(handle.fileno(), 0, MiB)
+        blobstore._start_writeback(handle.fileno(), 0, MiB)
     assert path.stat().st_size == MiB
 
 
-async def test_stores_at_the_same_time_keep_to_their_own_files(vault: Vault) -> None:
-    contents = [os.urandom(3 * MiB + seed) for seed in range(4)]
-    blobs = await asyncio.gather(
+async def test_stores_at_the_same_time_keep_to_their_own_files(vault: Vault, blobs: Blobs) -> None:
+    # more than one part each in a bucket (5 MiB parts in the tests): concurrent multipart
+    contents = [os.urandom(6 * MiB + seed) for seed in range(4)]
+    stored = await asyncio.gather(
         *(
-            vault.store(odd_pieces(data, seed=n), KEY, max_bytes=4 * MiB)
+            vault.store(odd_pieces(data, seed=n), KEY, max_bytes=8 * MiB)
             for n, data in enumerate(contents)
         )
     )
-    for blob, data in zip(blobs, contents, strict=True):
+    for blob, data in zip(stored, contents, strict=True):
         assert blob.sha256 == hashlib.sha256(data).hexdigest()
-        assert decrypt_by_the_documented_format(vault.path(blob.name).read_bytes(), KEY) == data
+        assert decrypt_by_the_documented_format(blobs.raw(blob.name), KEY) == data
     assert pipeline_threads() == []
