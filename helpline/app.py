@@ -32,15 +32,25 @@ from helpline.core.scheduler import Scheduler
 from helpline.core.services import Services
 from helpline.evidence.routes import evidence_routes
 from helpline.evidence.service import orphan_sweep
+from helpline.handover.download import handover_download_routes
+from helpline.handover.register import register_handover
+from helpline.handover.routes_staff import handover_staff_routes
+from helpline.handover.routes_victim import handover_victim_routes
 from helpline.intake.callback import callback_routes, register_callback
 from helpline.intake.chat.routes import chat_routes, victim_authenticator
 from helpline.intake.chat.socket import chat_socket_routes
 from helpline.intake.email import email_routes, register_email, smtp_listener_if_configured
+from helpline.metrics import metrics_routes
 from helpline.pages import page_routes
+from helpline.retention.register import register_retention
+from helpline.retention.routes import retention_routes
+from helpline.retention.victim import victim_routes as victim_export_routes
 from helpline.staff.auth import idle_session_purge
 from helpline.staff.casework import casework_routes
 from helpline.staff.console import console_routes
 from helpline.staff.routes import register_staff, staff_routes
+from helpline.stats.counters import register_stats
+from helpline.stats.routes import report_routes, stats_pages, stats_routes
 from helpline.takedown.platform_api import platform_routes, register_platform_api
 from helpline.takedown.portal import portal_routes, register_portal
 from helpline.takedown.register import register_takedown, takedown_staff_routes
@@ -105,6 +115,9 @@ async def running_services(
         register_callback(services)  # the sweep that opens windows and deletes numbers
         register_takedown(services)  # notice delivery, the notice clock and escalations
         register_notice_replies(services)  # platforms' e-mail replies to a notice
+        register_handover(services)  # packet sealing and delivery, link and consent expiry
+        register_retention(services)  # the daily purge (crypto-shred what is past retention)
+        register_stats(services)  # the counters' day boundaries follow HELPLINE_TIMEZONE
         # who has which case open in the console: one bus subscription per instance
         await per_instance.enter_async_context(running_presence(services))
         if workers:
@@ -138,11 +151,20 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
         *email_routes(),
         *callback_routes(),
         *takedown_staff_routes(),
+        *handover_staff_routes(),
+        *handover_victim_routes(),
+        *retention_routes(),
+        *victim_export_routes(),
+        *stats_routes(),
+        *stats_pages(),
+        *report_routes(),
         *reply_routes(),
         *figures_routes(),
         *portal_routes(),
+        *handover_download_routes(),
         *platform_routes(),
         *evidence_routes(),
+        *metrics_routes(),
         *page_routes(),
     ]
     check_access_rules(routes)

@@ -19,7 +19,7 @@ import click
 
 from helpline.app import running_services
 from helpline.cases.service import find_case
-from helpline.core.audit import count_lines, record, verify
+from helpline.core.audit import Cut, count_lines, newest_cut, record, verify
 from helpline.core.clock import SystemClock
 from helpline.core.config import ConfigError, Settings, load_settings
 from helpline.core.crypto import (
@@ -44,6 +44,7 @@ from helpline.core.migrate import (
 from helpline.core.outbox import DEAD, entries_by_status, retry_dead
 from helpline.evidence.bundle import export_case, verify_bundle
 from helpline.evidence.service import vault_for
+from helpline.handover.demo import KEY_DIRECTORY, load_demo_partners
 from helpline.staff.accounts import create_staff, find_staff
 from helpline.staff.canned_defaults import seed_canned_responses
 from helpline.staff.models import Role
@@ -223,6 +224,27 @@ def _master_or_none(settings: Settings) -> MasterKeys | None:
 
 
 @main.command()
+@click.option("--dry-run", is_flag=True, help="Count what is due; delete nothing.")
+@handle_errors
+def purge(dry_run: bool) -> None:
+    """Crypto-shred and delete everything past its retention period now (the app also does
+    this daily); prints progress, then what was removed (counts only)."""
+    from helpline.retention.purge import run_purge_cli
+
+    settings = load_settings()
+    master = MasterKeys.from_settings(settings)
+
+    async def work() -> None:
+        async with running_services(settings, master, SystemClock(), workers=False) as services:
+            await run_purge_cli(services, dry_run)
+
+    try:
+        run(work())
+    except NotMigrated as exc:
+        fail(str(exc))
+
+
+@main.command()
 @handle_errors
 def migrate() -> None:
     """Bring the database schema up to date (safe to run again)."""
@@ -261,6 +283,13 @@ def demo(host: str, port: int, no_serve: bool) -> None:
             added = await load_demo_platforms(session, SystemClock(), settings)
         if added:
             click.echo(f"added {added} example platforms (example.org addresses)")
+        async with db.transaction() as session:
+            partners = await load_demo_partners(session, SystemClock(), settings)
+        if new_partners := [partner for partner in partners if partner.added]:
+            click.echo(
+                f"added {len(new_partners)} example partners; their age identities (to open "
+                f"handover packets) are in {settings.data_dir / KEY_DIRECTORY}"
+            )
         async with db.transaction() as session:
             if await find_staff(session, DEMO_USER) is not None:
                 return None
@@ -519,18 +548,25 @@ def audit_verify() -> None:
     """Check the hash chain; name every line that was changed, inserted or deleted."""
     settings = load_settings()
 
-    async def check(db: Database) -> tuple[int, list[str]]:
+    async def check(db: Database) -> tuple[int, list[str], Cut | None]:
         async with db.transaction() as session:
             problems = await verify(session)
             lines = await count_lines(session)
-        return lines, [str(p) for p in problems]
+            purged = await newest_cut(session)
+        return lines, [str(p) for p in problems], purged
 
-    count, problems = run(_with_db(settings, check))
+    count, problems, purged = run(_with_db(settings, check))
     if problems:
         for problem in problems:
             click.echo(f"TAMPERED {problem}")
         sys.exit(1)
     click.echo(f"audit log intact: {count} lines")
+    if purged is not None:
+        click.echo(
+            f"checked from line {purged.first_seq}: the lines before it were past their "
+            f"retention and removed by the purge on {purged.at:%Y-%m-%d} (recorded in line "
+            f"{purged.seq})"
+        )
 
 
 @main.group()

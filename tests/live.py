@@ -7,8 +7,10 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Literal
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from helpline.app import create_app
 from helpline.core.clock import Clock
@@ -46,7 +48,14 @@ async def start_server(
 ) -> LiveServer:
     """Serve on `port` (0: any free one). Staff logins check the Origin against the base URL,
     so tests that log staff in pass the port their settings' base URL names."""
-    app = create_app(settings, clock=clock)
+    return await serve_asgi(create_app(settings, clock=clock), port=port, lifespan="on")
+
+
+async def serve_asgi(
+    app: ASGIApp, *, port: int = 0, lifespan: Literal["on", "off"] = "off"
+) -> LiveServer:
+    """Any ASGI app (the helpline, or a test's stand-in for a platform or a partner) under
+    uvicorn on loopback, in the test's event loop; `stop()` ends it."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -55,7 +64,7 @@ async def start_server(
         ws_per_message_deflate=False,
         log_config=None,
         access_log=False,
-        lifespan="on",
+        lifespan=lifespan,
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)

@@ -173,8 +173,25 @@ def test_rotating_an_environment_key_needs_the_new_key_first(demo_dir: Path) -> 
 def test_audit_verify_reports_an_intact_log(demo_dir: Path) -> None:
     result = helpline(["audit", "verify"], demo_dir)
     assert result.returncode == 0, result.stderr
-    # the default canned responses (at migrate) and the demo account's creation
-    assert "audit log intact: 2 lines" in result.stdout
+    # the default canned responses (at migrate), the demo account's creation, and each of the
+    # four demo partners' keys imported and confirmed
+    assert "audit log intact: 10 lines" in result.stdout
+
+
+def test_demo_partners_get_identity_files_only_their_owner_can_read(demo_dir: Path) -> None:
+    keys = sorted((demo_dir / "demo-partners").glob("*.key"))
+    assert len(keys) == 4
+    for key in keys:
+        assert key.stat().st_mode & 0o077 == 0
+        assert "AGE-SECRET-KEY-1" in key.read_text()
+
+
+def test_purge_dry_run_reports_without_deleting(demo_dir: Path) -> None:
+    result = helpline(["purge", "--dry-run"], demo_dir)
+    assert result.returncode == 0, result.stderr
+    assert "would remove:" in result.stdout
+    verified = helpline(["audit", "verify"], demo_dir)
+    assert verified.returncode == 0, verified.stderr
 
 
 def test_outbox_list_and_retry(demo_dir: Path) -> None:

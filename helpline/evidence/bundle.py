@@ -20,7 +20,7 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -77,6 +77,10 @@ class BlobReader(Protocol):
     def read(self, name: str, key: bytes, /) -> AsyncIterator[bytes]: ...
 
 
+# passes on what was written to a streamed bundle so far (see `export_case_to`)
+Drain = Callable[[], Awaitable[None]]
+
+
 class ExportError(HelplineError):
     status = 500
     code = "export_failed"
@@ -113,6 +117,7 @@ async def _write_file(
     key: bytes,
     item: EvidenceItem,
     moment: tuple[int, int, int, int, int, int],
+    drain: Drain | None = None,
 ) -> str:
     """Stream one item's plaintext into the zip; returns its path there."""
     if item.blob_name is None:
@@ -124,6 +129,8 @@ async def _write_file(
             target.write(chunk)
             digest.update(chunk)
             size += len(chunk)
+            if drain is not None:
+                await drain()
     # The vault authenticates every chunk, so this is a bug or a changed row, never noise: a
     # bundle whose files contradict its own manifest must not be made.
     if size != item.size:
@@ -160,6 +167,86 @@ def _item_document(
     }
 
 
+async def _case_items(
+    session: AsyncSession, case_id: str, item_ids: Collection[str] | None
+) -> tuple[Case, list[EvidenceItem]]:
+    case = await session.get(Case, case_id)
+    if case is None:
+        raise NotFound(f"no case {case_id}")
+    query = (
+        select(EvidenceItem)
+        .where(col(EvidenceItem.case_id) == case_id)
+        .order_by(col(EvidenceItem.captured_at), col(EvidenceItem.id))
+    )
+    if item_ids is not None:
+        query = query.where(col(EvidenceItem.id).in_(list(item_ids)))
+    items = list((await session.execute(query)).scalars().all())
+    if item_ids is not None and {item.id for item in items} != set(item_ids):
+        raise ExportError("an evidence item to export is not one of this case's")
+    return case, items
+
+
+async def _write_bundle(
+    archive: zipfile.ZipFile,
+    session: AsyncSession,
+    keyring: Keyring,
+    vault: BlobReader,
+    signer: Signer,
+    clock: Clock,
+    *,
+    case: Case,
+    items: list[EvidenceItem],
+    actor: str,
+    progress: Callable[[int, int], None] | None,
+    drain: Drain | None = None,
+    case_document: dict[str, Any] | None = None,
+) -> None:
+    cipher = await keyring.cipher(session, case_scope(case.id))
+    now = as_utc(clock.now())
+    moment = (max(now.year, 1980), now.month, now.day, now.hour, now.minute, now.second)
+    export_id = new_id()
+    if progress:
+        progress(0, len(items))
+    paths: dict[str, str] = {}
+    for done, item in enumerate(items, start=1):
+        if _has_file(item):
+            key = cipher.derive("evidence")
+            paths[item.id] = await _write_file(archive, vault, key, item, moment, drain)
+        if progress:
+            progress(done, len(items))
+    documents = []
+    for item in items:
+        await custody.append(
+            session,
+            signer,
+            clock,
+            item_id=item.id,
+            actor=actor,
+            event="exported",
+            details={"export": export_id, "file": item.id in paths},
+        )
+        log = await custody.entries(session, item.id)
+        documents.append(_item_document(item, cipher, paths.get(item.id), log))
+    manifest = {
+        "format": FORMAT,
+        "export": export_id,
+        "case": case_document or {"id": case.id, "reference": case.reference},
+        "exported_at": now.isoformat(),
+        "exported_by": actor,
+        "items": documents,
+    }
+    manifest_bytes = _json_bytes(manifest)
+    signature = {
+        "alg": "Ed25519",
+        "kid": signer.kid,
+        "signature": b64url(signer.sign(manifest_bytes)),
+    }
+    keys = {"keys": await published_keys(session)}
+    archive.writestr(_zip_info(MANIFEST, moment), manifest_bytes)
+    archive.writestr(_zip_info(SIGNATURE, moment), _json_bytes(signature))
+    archive.writestr(_zip_info(PUBLIC_KEY, moment), _json_bytes(keys))
+
+
 async def export_case(
     session: AsyncSession,
     keyring: Keyring,
@@ -171,6 +258,7 @@ async def export_case(
     out: Path,
     actor: str,
     progress: Callable[[int, int], None] | None = None,
+    item_ids: Collection[str] | None = None,
 ) -> Path:
     """Write a case's evidence bundle to `out` (a zip, mode 0600) and return its path.
 
@@ -178,68 +266,28 @@ async def export_case(
     manifest is written, so the bundle's logs include this export. File contents are streamed
     chunk by chunk; memory stays flat. The zip is written beside `out` under a temporary name
     and renamed at the end: on any failure nothing is left at `out` (the caller's rollback
-    removes the custody entries). `progress(done, total)` counts items.
+    removes the custody entries). `progress(done, total)` counts items. `item_ids` limits
+    the bundle to those items of the case (all of them by default).
     """
-    case = await session.get(Case, case_id)
-    if case is None:
-        raise NotFound(f"no case {case_id}")
-    query = (
-        select(EvidenceItem)
-        .where(col(EvidenceItem.case_id) == case_id)
-        .order_by(col(EvidenceItem.captured_at), col(EvidenceItem.id))
-    )
-    items = list((await session.execute(query)).scalars().all())
-    cipher = await keyring.cipher(session, case_scope(case_id))
-    now = as_utc(clock.now())
-    moment = (max(now.year, 1980), now.month, now.day, now.hour, now.minute, now.second)
-    export_id = new_id()
-    if progress:
-        progress(0, len(items))
-
+    case, items = await _case_items(session, case_id, item_ids)
     out = Path(out)
     temporary = out.with_name(f".{out.name}.{new_token(6)}.part")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             with zipfile.ZipFile(handle, "w", allowZip64=True) as archive:
-                paths: dict[str, str] = {}
-                for done, item in enumerate(items, start=1):
-                    if _has_file(item):
-                        key = cipher.derive("evidence")
-                        paths[item.id] = await _write_file(archive, vault, key, item, moment)
-                    if progress:
-                        progress(done, len(items))
-                documents = []
-                for item in items:
-                    await custody.append(
-                        session,
-                        signer,
-                        clock,
-                        item_id=item.id,
-                        actor=actor,
-                        event="exported",
-                        details={"export": export_id, "file": item.id in paths},
-                    )
-                    log = await custody.entries(session, item.id)
-                    documents.append(_item_document(item, cipher, paths.get(item.id), log))
-                manifest = {
-                    "format": FORMAT,
-                    "export": export_id,
-                    "case": {"id": case.id, "reference": case.reference},
-                    "exported_at": now.isoformat(),
-                    "exported_by": actor,
-                    "items": documents,
-                }
-                manifest_bytes = _json_bytes(manifest)
-                signature = {
-                    "alg": "Ed25519",
-                    "kid": signer.kid,
-                    "signature": b64url(signer.sign(manifest_bytes)),
-                }
-                keys = {"keys": await published_keys(session)}
-                archive.writestr(_zip_info(MANIFEST, moment), manifest_bytes)
-                archive.writestr(_zip_info(SIGNATURE, moment), _json_bytes(signature))
-                archive.writestr(_zip_info(PUBLIC_KEY, moment), _json_bytes(keys))
+                await _write_bundle(
+                    archive,
+                    session,
+                    keyring,
+                    vault,
+                    signer,
+                    clock,
+                    case=case,
+                    items=items,
+                    actor=actor,
+                    progress=progress,
+                )
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, out)
@@ -247,6 +295,71 @@ async def export_case(
         temporary.unlink(missing_ok=True)
         raise
     return out
+
+
+class _Spool:
+    """A write-only, unseekable file for zipfile: it keeps what was written until taken."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.pieces.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self.pieces)
+        self.pieces.clear()
+        return data
+
+
+async def export_case_to(
+    session: AsyncSession,
+    keyring: Keyring,
+    vault: BlobReader,
+    signer: Signer,
+    clock: Clock,
+    *,
+    case_id: str,
+    write: Callable[[bytes], Awaitable[None]],
+    actor: str,
+    item_ids: Collection[str] | None = None,
+    case_document: dict[str, Any] | None = None,
+) -> None:
+    """`export_case`, streamed: the zip's bytes are passed to `write` as they are made,
+    never to a file (a handover packet spools them into the vault, encrypted). Memory stays
+    flat: what zipfile wrote is passed on after every chunk of every file. `case_document`
+    replaces the manifest's `case` (a handover names itself, never the victim's reference)."""
+    case, items = await _case_items(session, case_id, item_ids)
+    spool = _Spool()
+
+    async def drain() -> None:
+        data = spool.take()
+        if data:
+            await write(data)
+
+    with zipfile.ZipFile(spool, "w", allowZip64=True) as archive:
+        await _write_bundle(
+            archive,
+            session,
+            keyring,
+            vault,
+            signer,
+            clock,
+            case=case,
+            items=items,
+            actor=actor,
+            progress=None,
+            drain=drain,
+            case_document=case_document,
+        )
+    await drain()  # the central directory, written when the archive closed
 
 
 def _json_bytes(document: Any) -> bytes:

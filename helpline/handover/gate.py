@@ -116,13 +116,17 @@ def consent_is_confirmed(consent: HandoverConsent) -> bool:
     )
 
 
-async def authorise(session: AsyncSession, handover: Handover, now: datetime) -> Authorised:
-    """The rule, in code. Refuses unless every condition holds (raises ConsentMissing)."""
-    if HandoverStatus(handover.status) not in (
-        HandoverStatus.consented,
-        HandoverStatus.approved,
-        HandoverStatus.sealed,
-    ):
+SENDABLE = (HandoverStatus.consented, HandoverStatus.approved, HandoverStatus.sealed)
+
+
+async def authorise(
+    session: AsyncSession, handover: Handover, now: datetime, *, relink: bool = False
+) -> Authorised:
+    """The rule, in code. Refuses unless every condition holds (raises ConsentMissing).
+    `relink`: also a handover already `delivered` (a new link to the same sealed packet;
+    every other condition still holds)."""
+    allowed = SENDABLE + ((HandoverStatus.delivered,) if relink else ())
+    if HandoverStatus(handover.status) not in allowed:
         raise _refuse("status", f"a handover that is {handover.status} cannot be sent")
     if handover.case_id is None:
         raise _refuse("case_gone", "the case of this handover no longer exists")

@@ -23,6 +23,7 @@ from helpline.core.errors import Conflict
 from helpline.core.ids import new_id
 from helpline.handover.models import Handover, HandoverHistory, Partner
 from helpline.handover.states import FINAL, HandoverStatus, can_move
+from helpline.stats import counters
 from helpline.triage.events import add_event
 
 Detail = str | int | float | bool | None
@@ -64,6 +65,7 @@ async def move(
         setattr(handover, stamp[to], now)
     if to in FINAL:
         handover.closed_at = now
+    await counters.count_handover_moved(session, handover, at=now)
     row = await _history(
         session, handover, at=now, actor=actor, source=source, target=to, details=details
     )

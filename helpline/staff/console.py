@@ -41,6 +41,7 @@ from helpline.core.http import (
     websocket_route,
 )
 from helpline.core.ids import new_id
+from helpline.core.metrics import websocket_connected
 from helpline.staff.auth import staff
 from helpline.staff.models import Role, Staff
 from helpline.triage import service as triage
@@ -54,7 +55,9 @@ AGENT = staff(Role.agent)
 SUPERVISOR = staff(Role.supervisor)
 KEEPALIVE = 25.0
 MAX_FRAME = 8_000
-FORWARDED = frozenset({"queue_changed", "case_changed", "presence", "sla_breach", "notice_changed"})
+FORWARDED = frozenset(
+    {"queue_changed", "case_changed", "presence", "sla_breach", "notice_changed", "handover"}
+)
 QUEUE_FILTERS = frozenset({"channel", "category", "language", "status", "assigned"})
 
 
@@ -496,7 +499,7 @@ async def console_socket(websocket: WebSocket) -> None:
         found.bus.subscribe(service.ACTIVITY_CHANNEL, queue=inbox),
         found.bus.subscribe(triage.CONSOLE_CHANNEL, queue=inbox),
     ):
-        with presence.listening(inbox):
+        with presence.listening(inbox), websocket_connected(websocket, "console"):
             await presence.announce(connection, me, [])
             tasks = [asyncio.create_task(forward()), asyncio.create_task(receive())]
             try:

@@ -130,6 +130,33 @@ ACCESS: dict[tuple[str, str], Role] = {
     ("GET", "/api/staff/takedown/report/{id}"): SUPERVISOR,
     ("GET", "/api/staff/takedown/report/{id}.csv"): SUPERVISOR,
     ("GET", "/api/staff/takedown/report/{id}.html"): SUPERVISOR,
+    # warm handover (docs/api/handover.md)
+    ("GET", "/api/staff/partners"): AGENT,
+    ("POST", "/api/staff/partners"): ADMIN,
+    ("PUT", "/api/staff/partners/{id}"): ADMIN,
+    ("POST", "/api/staff/partners/{id}/key"): ADMIN,
+    ("POST", "/api/staff/partners/{id}/key/confirm"): ADMIN,
+    ("GET", "/api/staff/cases/{id}/handovers"): AGENT,
+    ("POST", "/api/staff/cases/{id}/handovers"): AGENT,
+    ("GET", "/api/staff/handovers/figures"): SUPERVISOR,
+    ("GET", "/api/staff/handovers/awaiting-confirmation"): AGENT,
+    ("GET", "/api/staff/handovers/{id}"): AGENT,
+    ("POST", "/api/staff/handovers/{id}/consent"): AGENT,
+    ("POST", "/api/staff/handovers/{id}/consent/confirm"): AGENT,
+    ("POST", "/api/staff/handovers/{id}/approve"): SUPERVISOR,
+    ("POST", "/api/staff/handovers/{id}/cancel"): AGENT,
+    ("POST", "/api/staff/handovers/{id}/reissue"): SUPERVISOR,
+    # retention (docs/api/retention.md)
+    ("GET", "/api/staff/retention/upcoming"): AGENT,
+    ("GET", "/api/staff/cases/{id}/retention"): AGENT,
+    ("POST", "/api/staff/cases/{id}/legal-hold"): SUPERVISOR,
+    ("DELETE", "/api/staff/cases/{id}/legal-hold"): SUPERVISOR,
+    ("GET", "/api/staff/retention/runs"): ADMIN,
+    ("POST", "/api/staff/retention/purge"): ADMIN,
+    # anonymous statistics (docs/statistics.md)
+    ("GET", "/api/staff/stats"): SUPERVISOR,
+    ("GET", "/api/staff/stats.csv"): SUPERVISOR,
+    ("GET", "/api/staff/stats.json"): SUPERVISOR,
 }
 
 # The login flow (helpline/staff/routes.py): the stages of a staff session that may call each

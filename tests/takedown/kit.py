@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from sqlalchemy import select
 from sqlmodel import col
 from starlette.applications import Starlette
@@ -25,6 +24,7 @@ from helpline.core.config import Settings
 from helpline.core.models import AuditEntry
 from helpline.takedown.models import Notice, NoticeHistory, NoticeUrl
 from helpline.takedown.register import register_takedown, takedown_staff_routes
+from tests.live import serve_asgi
 from tests.triage.kit import Desk, Member
 
 CONTENT_URL = "https://photoshare.example.org/p/123?utm=x&id=7"
@@ -87,29 +87,14 @@ class PlatformSite:
 @contextlib.asynccontextmanager
 async def platform_site() -> AsyncIterator[PlatformSite]:
     site = PlatformSite()
-    config = uvicorn.Config(
-        site.app(),
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(400):
-        if server.started:
-            break
-        await asyncio.sleep(0.025)
-    site.port = server.servers[0].sockets[0].getsockname()[1]
+    running = await serve_asgi(site.app())
+    site.port = running.port
     try:
         yield site
     finally:
         if site.hold is not None:
             site.hold.set()
-        server.should_exit = True
-        await asyncio.wait_for(task, 20)
+        await running.stop()
 
 
 def build_app(settings: Settings, clock: FrozenClock) -> Starlette:

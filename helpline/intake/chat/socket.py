@@ -35,6 +35,7 @@ from helpline.core.crypto import DecryptionError, FieldCipher, KeyShredded, case
 from helpline.core.db import Database
 from helpline.core.errors import HelplineError, NotFound
 from helpline.core.http import CheckedInHandshake, services, websocket_route
+from helpline.core.metrics import websocket_connected
 from helpline.core.services import Services
 
 log = logging.getLogger("helpline.chat")
@@ -496,6 +497,9 @@ async def _forward(connection: Connection, event: dict[str, Any]) -> bool:
         await connection.send(event)
     elif kind == "evidence" and who.side == Sender.staff:
         await connection.send(event)
+    elif kind == "handover":  # a handover of the case changed: the client fetches it again
+        frame = {"type": "handover"} if who.side == Sender.victim else event
+        await connection.send(frame)
     elif kind == "deleted":
         await connection.send(event)
         await connection.websocket.close(code=4410)
@@ -522,6 +526,7 @@ async def chat_socket(websocket: WebSocket) -> None:
     found = services(websocket)
     connection = Connection(websocket, found, who, last_sent=after)
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(websocket_connected(websocket, f"chat_{who.side.value}"))
         lane = _lane(found)
         if lane is not None:
             lane.join()
