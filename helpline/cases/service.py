@@ -62,6 +62,7 @@ from helpline.core.errors import (
     Unauthorized,
 )
 from helpline.core.ids import new_id, new_token
+from helpline.stats import counters
 from helpline.triage.events import add_event
 from helpline.triage.rules import compute_priority
 from helpline.triage.vocabulary import CATEGORIES, POSSIBLE_MINOR
@@ -140,6 +141,7 @@ async def start_chat(
     )
     session.add(case)
     await session.flush()
+    await counters.count_contact(session, None, case)
     token = await _open_victim_session(session, case, now)
     await record(
         session,
@@ -623,6 +625,7 @@ async def end(session: AsyncSession, clock: Clock, case: Case, *, by: str) -> No
         return
     case.status, case.ended_at, case.outcome = CaseStatus.closed.value, clock.now(), None
     case.awaiting_since = None  # nothing is waiting for an answer in a closed case
+    await counters.count_case_closed(session, None, case, now=clock.now(), reason="ended")
     await session.flush()
     await add_event(
         session, clock, case, actor=by, kind="end", action="case.end", details={"by": by}
@@ -631,6 +634,7 @@ async def end(session: AsyncSession, clock: Clock, case: Case, *, by: str) -> No
 
 async def reopen(session: AsyncSession, clock: Clock, case: Case) -> None:
     """A victim who writes to an ended conversation is back in the queue."""
+    await counters.count_case_reopened(session, None, case, now=clock.now())
     case.status, case.assigned_staff_id, case.ended_at = CaseStatus.new.value, None, None
     case.claimed_at, case.outcome, case.awaiting_since = None, None, None
     case.queued_at = clock.now()  # in the queue from the moment they came back
@@ -640,6 +644,7 @@ async def reopen(session: AsyncSession, clock: Clock, case: Case) -> None:
 
 async def delete_case(session: AsyncSession, keyring: Keyring, clock: Clock, case: Case) -> None:
     """Crypto-shred the case (its data key is destroyed), then delete its rows."""
+    await counters.count_case_closed(session, None, case, now=clock.now(), reason="deleted")
     await keyring.shred(session, case_scope(case.id))
     await session.execute(delete(Message).where(col(Message.case_id) == case.id))
     await session.execute(delete(VictimSession).where(col(VictimSession.case_id) == case.id))

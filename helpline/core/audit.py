@@ -2,6 +2,12 @@
 
 `verify()` walks the chain and names the first line that was changed, inserted or deleted.
 Details must never hold personal data: ids, codes and counts only.
+
+The retention purge removes the oldest lines. Before it does, it writes a line of its own
+(`audit.cut`, `cut()`) naming the first line that stays and the hash that line chains to; the
+cut line is part of the chain like any other, so it cannot be forged or dropped unnoticed.
+`verify()` then checks the chain from the first remaining line: lines before the newest cut may
+be gone, any other missing line is still reported.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from helpline.core.clock import Clock, as_utc
 from helpline.core.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
+CUT_ACTION = "audit.cut"
 Detail = str | int | float | bool | None
 
 
@@ -117,14 +124,79 @@ def _span(first: int, last: int) -> str:
     return f"line {first}" if first == last else f"lines {first}-{last}"
 
 
+@dataclass(frozen=True)
+class Cut:
+    """Lines before `first_seq` were removed by the retention purge (at `at`, by line `seq`)."""
+
+    seq: int
+    at: datetime
+    first_seq: int
+    prev_hash: str
+
+
+async def cut(session: AsyncSession, clock: Clock, before: datetime) -> Cut | None:
+    """Mark every line written before `before` as removable: append the `audit.cut` line
+    naming the first line that stays, in the caller's transaction. None if no line is that
+    old. The caller then deletes the lines below `first_seq` (in batches, in transactions of
+    their own: an interrupted deletion is finished by the next one)."""
+    last_old = (
+        await session.execute(
+            select(func.max(col(AuditEntry.seq))).where(col(AuditEntry.at) < before)
+        )
+    ).scalar_one_or_none()
+    if last_old is None:
+        return None
+    newest = await newest_cut(session)
+    if newest is not None and newest.first_seq > last_old:
+        return newest  # cut there already; its deletion may be unfinished
+    chained_to = (
+        await session.execute(select(col(AuditEntry.hash)).where(col(AuditEntry.seq) == last_old))
+    ).scalar_one()
+    entry = await record(
+        session,
+        clock,
+        actor="system",
+        action=CUT_ACTION,
+        details={"first_seq": last_old + 1, "prev_hash": chained_to},
+    )
+    return Cut(entry.seq, as_utc(entry.at), last_old + 1, chained_to)
+
+
+async def newest_cut(session: AsyncSession) -> Cut | None:
+    line = (
+        await session.execute(
+            select(AuditEntry)
+            .where(col(AuditEntry.action) == CUT_ACTION)
+            .order_by(col(AuditEntry.seq).desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if line is None:
+        return None
+    try:
+        details = json.loads(line.details)
+        return Cut(line.seq, as_utc(line.at), int(details["first_seq"]), str(details["prev_hash"]))
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged cut line: verify() reports it as changed
+
+
 async def verify(session: AsyncSession) -> list[Problem]:
-    """Check the whole chain; an empty list means it is intact."""
+    """Check the whole chain (from the first line the retention purge left, see `cut`); an
+    empty list means it is intact."""
     problems: list[Problem] = []
     prev_seq, prev_hash = 0, GENESIS
+    allowed = await newest_cut(session)
+    first = True
     async for line in _lines(session):
         if line.seq < 1:
             problems.append(Problem(line.seq, "inserted (numbered before the first line)"))
             continue
+        if first and allowed is not None and 1 < line.seq <= allowed.first_seq:
+            # the lines before it were purged: start the chain here. At the cut itself the
+            # link is known; a line above it is what an interrupted purge left (unchained).
+            prev_seq = line.seq - 1
+            prev_hash = allowed.prev_hash if line.seq == allowed.first_seq else line.prev_hash
+        first = False
         own = line_hash(
             line.prev_hash, line.seq, line.at, line.actor, line.action, line.target, line.details
         )

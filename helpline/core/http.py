@@ -27,6 +27,7 @@ from helpline.core.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from helpline.core.logs import new_request_id, request_id
 from helpline.core.services import Services
 
 log = logging.getLogger("helpline.http")
@@ -320,7 +321,10 @@ class SecurityHeadersMiddleware:
 
 class AccessLogMiddleware:
     """One log line per request: method, route template, status, duration. Never the client
-    address, user agent, query string or the raw path (which can carry a reference)."""
+    address, user agent, query string or the raw path (which can carry a reference).
+
+    Each request and websocket connection gets a random request id (`helpline.core.logs`):
+    on every log line written while it is handled, and as the `X-Request-Id` header."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -331,13 +335,18 @@ class AccessLogMiddleware:
             return
         started = time.perf_counter()
         status = 0
+        current = new_request_id()
+        header = (b"x-request-id", current.encode())
+        handling = request_id.set(current)
 
         async def capture(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
             elif message["type"] == "websocket.accept":
                 status = 101
+                message["headers"] = [*message.get("headers", []), header]
             elif message["type"] == "websocket.close" and not status:
                 status = 403  # refused before it was accepted
             await send(message)
@@ -355,3 +364,4 @@ class AccessLogMiddleware:
                     "ms": round((time.perf_counter() - started) * 1000, 1),
                 },
             )
+            request_id.reset(handling)

@@ -2,6 +2,10 @@
 
 Never personal data: no client address, user agent, message text, reported URL, e-mail
 address or phone number. Uvicorn's own lines that carry a client address are scrubbed.
+
+Every line written while an HTTP request or a websocket connection is handled carries its
+`request_id`: random (never derived from the client), set by `AccessLogMiddleware` and also
+returned as the `X-Request-Id` response header, so one request's lines can be found together.
 """
 
 from __future__ import annotations
@@ -9,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +24,25 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 _CLIENT = re.compile(
     r"(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]|[0-9a-fA-F:]+:[0-9a-fA-F:]*):\d+ - "
 )
+
+
+# the request or websocket connection being handled (None outside of one)
+request_id: ContextVar[str | None] = ContextVar("helpline_request_id", default=None)
+
+
+def new_request_id() -> str:
+    """16 random hex characters: enough to tell a day's requests apart, and nothing more."""
+    return secrets.token_hex(8)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every record emitted while a request is handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = request_id.get()
+        if current is not None and not hasattr(record, "request_id"):
+            record.request_id = current
+        return True
 
 
 class JSONFormatter(logging.Formatter):
@@ -54,14 +79,17 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"scrub": {"()": ScrubClientAddress}},
+        "filters": {
+            "scrub": {"()": ScrubClientAddress},
+            "request_id": {"()": RequestIdFilter},
+        },
         "formatters": {"json": {"()": JSONFormatter}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "stream": sys.stderr,
                 "formatter": "json",
-                "filters": ["scrub"],
+                "filters": ["scrub", "request_id"],
             }
         },
         "loggers": {
@@ -75,4 +103,7 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
             "httpcore": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
             "uvicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
         },
+        # everything else (libraries' warnings) in the same shape, never their debug lines:
+        # sqlalchemy.engine's INFO lines would list every statement and its parameters
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
     }

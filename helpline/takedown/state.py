@@ -26,6 +26,7 @@ from helpline.core.clock import Clock
 from helpline.core.crypto import Keyring
 from helpline.core.errors import Conflict
 from helpline.core.ids import new_id
+from helpline.stats import counters
 from helpline.takedown.models import Notice, NoticeHistory, NoticeUrl, notice_scope
 from helpline.takedown.states import (
     DECIDED,
@@ -172,6 +173,7 @@ async def move_notice(
     before = notice.status
     notice.status, notice.updated_at = target.value, now
     _stamp(notice, target, now)
+    await counters.count_notice_moved(session, notice, before, at=now)
     await _history(
         session,
         notice=notice,

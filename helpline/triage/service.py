@@ -21,6 +21,7 @@ from helpline.core.errors import Conflict, Forbidden, Invalid
 from helpline.core.services import Services
 from helpline.evidence.service import HOTLINE_REFERRAL, mark_possible_minor
 from helpline.staff.models import Staff
+from helpline.stats import counters
 from helpline.triage.events import add_event, event_details, event_text, staff_actor
 from helpline.triage.rules import compute_priority
 from helpline.triage.vocabulary import (
@@ -216,6 +217,7 @@ async def close(
     old = case.status
     case.status, case.outcome, case.ended_at = CaseStatus.closed.value, outcome, clock.now()
     case.awaiting_since = None  # nothing waits for an answer in a closed case
+    await counters.count_case_closed(session, None, case, now=clock.now(), reason="closed")
     await add_event(
         session,
         clock,

@@ -44,6 +44,7 @@ from helpline.intake.callback.validation import (
     normalise_number,
     windows_to_json,
 )
+from helpline.stats import counters
 from helpline.triage.events import add_event, event_details, event_text, staff_actor
 from helpline.triage.rules import compute_priority
 
@@ -168,6 +169,7 @@ async def file_new_case(
     )
     session.add(case)
     await session.flush()
+    await counters.count_contact(session, None, case)
     await record(
         session,
         clock,

@@ -50,6 +50,7 @@ from helpline.intake.email.outbound import (
 )
 from helpline.intake.email.parse import Attachment, Mail, Unreadable, read_mail
 from helpline.intake.email.text import guess_language, split_text, trim_quoted_reply
+from helpline.stats import counters
 
 log = logging.getLogger("helpline.email")
 
@@ -160,6 +161,7 @@ async def open_email_case(session: AsyncSession, clock: Clock, *, language: str)
     )
     session.add(case)
     await session.flush()
+    await counters.count_contact(session, None, case)
     await record(
         session,
         clock,
