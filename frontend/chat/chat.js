@@ -8,6 +8,8 @@ import { api, errorOf } from '../common/api.js';
 import { KEYS, getItem, setItem, removeItem, getJSON, setJSON, forgetConversation } from '../common/session.js';
 import { initEvidence, refreshEvidence, resetEvidence } from './evidence.js';
 import { initCallback, openCallback, refreshCallback, resetCallback } from './callback.js';
+import { initHandover, refreshHandovers, resetHandover } from './handover.js';
+import { initMycase, openMycase, resetMycase } from './mycase.js';
 
 const TOPICS = [
   'intimate_images',
@@ -115,7 +117,7 @@ function setError(el, key, vars) {
 
 // ---------------------------------------------------------------- views
 
-const VIEWS = ['start', 'receipt', 'chat', 'resume', 'goodbye', 'callback', 'callback-done'];
+const VIEWS = ['start', 'receipt', 'chat', 'mycase', 'resume', 'goodbye', 'callback', 'callback-done'];
 
 function showView(name, { focus = true } = {}) {
   for (const v of VIEWS) $(`view-${v}`).hidden = v !== name;
@@ -585,6 +587,8 @@ function resetChat() {
   hideConfirm({ restoreFocus: false });
   resetEvidence();
   resetCallback();
+  resetHandover();
+  resetMycase();
   disarmOfflineNotice();
   if (observer) observer.disconnect();
   $('messages').replaceChildren();
@@ -618,6 +622,18 @@ function openChat({ focus = true } = {}) {
   if (!S.ws) connect();
   refreshEvidence();
   refreshCallback();
+}
+
+// From the "your data" page back to the conversation (still connected): focus where we left.
+function backToChat() {
+  if (!token()) {
+    showView('start');
+    return;
+  }
+  showView('chat', { focus: false });
+  scrollToEnd();
+  $('mycase-open').focus();
+  maybeSendRead();
 }
 
 // Forget everything about this conversation in this tab.
@@ -805,6 +821,7 @@ function handleFrame(f) {
       startPing();
       resendAll();
       maybeSendRead();
+      refreshHandovers(); // frames missed while away: fetch what is open now
       break;
     }
     case 'message':
@@ -851,6 +868,9 @@ function handleFrame(f) {
       S.endedBy = f.by === 'staff' || f.by === 'victim' ? f.by : null;
       hideConfirm({ restoreFocus: false });
       renderStatus();
+      break;
+    case 'handover':
+      refreshHandovers();
       break;
     case 'deleted':
       forgetAll();
@@ -932,16 +952,16 @@ function setupObserver() {
   );
 }
 
-// ---------------------------------------------------------------- end / delete
+// ---------------------------------------------------------------- end
+// (Deleting everything lives on the "your data" page, next to the download: mycase.js.)
 
 function showConfirm(kind, opener) {
   S.confirmAction = kind;
   S.confirmOpener = opener;
-  setText($('confirm-title'), kind === 'delete' ? 'chat.confirm_delete_title' : 'chat.confirm_end_title');
-  setText($('confirm-text'), kind === 'delete' ? 'chat.confirm_delete_text' : 'chat.confirm_end_text');
+  setText($('confirm-title'), 'chat.confirm_end_title');
+  setText($('confirm-text'), 'chat.confirm_end_text');
   const yes = $('confirm-yes');
-  setText(yes, kind === 'delete' ? 'chat.confirm_delete_yes' : 'chat.confirm_end_yes');
-  yes.classList.toggle('danger', kind === 'delete');
+  setText(yes, 'chat.confirm_end_yes');
   yes.disabled = false;
   setError($('chat-error'), null);
   $('confirm').hidden = false;
@@ -962,16 +982,7 @@ async function confirmYes() {
   const yes = $('confirm-yes');
   yes.disabled = true;
   try {
-    if (kind === 'delete') {
-      const { status } = await api('/api/chat/delete', { method: 'POST', body: { confirm: true }, token: token() });
-      if (status === 200 || status === 401 || status === 404 || status === 410) {
-        // 401/404/410: the case is gone already; forget it here as well.
-        forgetAll();
-        showGoodbye('deleted');
-        return;
-      }
-      setError($('chat-error'), 'chat.delete_failed');
-    } else if (kind === 'end') {
+    if (kind === 'end') {
       const { status } = await api('/api/chat/end', { method: 'POST', token: token() });
       if (status === 200 || status === 409) {
         S.status = 'ended';
@@ -988,7 +999,7 @@ async function confirmYes() {
       setError($('chat-error'), 'chat.end_failed');
     }
   } catch {
-    setError($('chat-error'), kind === 'delete' ? 'chat.delete_failed' : 'common.error_network');
+    setError($('chat-error'), 'common.error_network');
   }
   yes.disabled = false;
 }
@@ -1029,7 +1040,7 @@ function wire() {
   input.addEventListener('input', onInputTyping);
 
   $('end-chat').addEventListener('click', (e) => showConfirm('end', e.currentTarget));
-  $('delete-chat').addEventListener('click', (e) => showConfirm('delete', e.currentTarget));
+  $('mycase-open').addEventListener('click', () => openMycase());
   $('confirm-yes').addEventListener('click', confirmYes);
   $('confirm-no').addEventListener('click', () => hideConfirm());
   $('confirm').addEventListener('keydown', (e) => {
@@ -1037,6 +1048,18 @@ function wire() {
   });
   $('close-chat').addEventListener('click', closeChat);
   initEvidence({ token, onLostAccess: lostAccess });
+  initHandover({ token, onLostAccess: lostAccess });
+  initMycase({
+    token,
+    reference: () => getItem(KEYS.reference),
+    showView,
+    onBack: backToChat,
+    onDeleted: () => {
+      forgetAll();
+      showGoodbye('deleted');
+    },
+    onLostAccess: lostAccess,
+  });
 
   $('start-callback').addEventListener('click', () => openCallback('start'));
   $('callback-chat-button').addEventListener('click', () => openCallback('chat'));

@@ -1,5 +1,5 @@
 // Helpline staff console: entry point.
-import { initStrings, setLang, currentLang, applyStrings, setT } from './strings.js';
+import { initStrings, setLang, currentLang, applyStrings, setT, onLangChange } from './strings.js';
 import { api, fetchMe, clearCsrf, ApiError } from './api.js';
 import { $ } from './dom.js';
 import { Auth } from './auth.js';
@@ -16,12 +16,18 @@ import { QuarantineView } from './quarantine.js';
 import { NoticesView } from './notices.js';
 import { PlatformsView } from './platforms.js';
 import { FiguresView } from './figures.js';
+import { PartnersView } from './partners.js';
+import { confirmFromLink, handoverInLink } from './partner-handover.js';
+import { RetentionView } from './retention.js';
+import { AwaitingConfirmations } from './confirmations.js';
 
 const SUPERVISOR_ROLES = new Set(['supervisor', 'admin']);
 const MAIN_STORE = 'helpline.console.main';
+const AGENT_VIEWS = new Set(['notices', 'platforms', 'partners', 'retention']); // main views every role has
+const OWN_VIEWS = ['notices', 'platforms', 'figures', 'partners', 'retention']; // built by their modules, hidden in the page
 
 const state = { me: null, queue: null, panes: null, auth: null, live: null, presence: null, team: null, canned: null,
-  callbacks: null, mailFailures: null, upcoming: null, quarantine: null, notices: null, platforms: null, figures: null }; // prettier-ignore
+  callbacks: null, mailFailures: null, upcoming: null, quarantine: null, notices: null, platforms: null, figures: null, partners: null, retention: null, confirmations: null }; // prettier-ignore
 
 async function showConsole(me) {
   state.me = me;
@@ -46,6 +52,11 @@ async function showConsole(me) {
   const announcer = new Announcer($('#announcer'));
   live.on('open', () => presence.reset());
   live.on('presence', (f) => presence.update(f));
+  // a warm handover to a partner changed: the case's pane (if open) shows it again
+  live.on('handover', (f) => {
+    const p = f && state.panes && state.panes.panes.get(f.case_id);
+    if (p) p.handoversChanged();
+  });
   // what the queue rows and the panes know of the other channels: waiting callback requests,
   // and mails that were not delivered
   const callbacks = new CallbackBook({ live, hooks: { onSessionLost: () => sessionLost() } });
@@ -93,6 +104,11 @@ async function showConsole(me) {
   const lost = () => sessionLost();
   state.notices = new NoticesView({ me, live, hooks: { onSessionLost: lost, onOpenCase: (id) => openCase(id) } });
   state.platforms = new PlatformsView({ me, hooks: { onSessionLost: lost } });
+  state.partners = new PartnersView({ me, live, hooks: { onSessionLost: lost } });
+  state.retention = new RetentionView({ me, hooks: { onSessionLost: lost, onOpenCase: (id) => openCase(id, 'retention') } });
+  state.confirmations = new AwaitingConfirmations({ me, live, announcer, hooks: { onSessionLost: lost } });
+  state.confirmations.start();
+  reportLinks();
   if (supervisor) {
     state.team = new TeamView({ me, live, presence,
       hooks: { onSessionLost: () => sessionLost(), cases: () => (state.queue ? state.queue.cases : []) } }); // prettier-ignore
@@ -107,21 +123,33 @@ async function showConsole(me) {
   } catch {
     main = 'work';
   }
-  showMain(supervisor || main === 'notices' || main === 'platforms' ? main : 'work', false);
+  showMain(supervisor || AGENT_VIEWS.has(main) ? main : 'work', false);
   if (!panes.active && main === 'work') $('#queue-title').focus();
+  confirmFromAddress();
+}
+
+/** A colleague's link (#confirm-handover=…): confirm the consent they recorded, as the second staff member. */
+async function confirmFromAddress() {
+  const id = handoverInLink();
+  if (!id || !state.me) return;
+  history.replaceState(null, '', location.pathname + location.search); // once: a reload does not ask again
+  showMain('work', false);
+  await confirmFromLink({ id, me: state.me,
+    hooks: { onSessionLost: () => sessionLost(), onNotice: (key, vars) => state.queue && state.queue.notice(key, vars) } }); // prettier-ignore
 }
 
 /** The console's main views: the work (queue + panes), the team, the canned responses. */
 function showMain(name, focus) {
   const views = { work: null, team: state.team, canned: state.canned, quarantine: state.quarantine,
-    notices: state.notices, platforms: state.platforms, figures: state.figures }; // prettier-ignore
+    notices: state.notices, platforms: state.platforms, figures: state.figures, partners: state.partners,
+    retention: state.retention }; // prettier-ignore
   if (!(name in views) || (name !== 'work' && !views[name])) name = 'work';
   const shell = $('#view-console');
   shell.dataset.main = name;
   $('#view-team').hidden = name !== 'team';
   $('#view-canned').hidden = name !== 'canned';
   $('#view-quarantine').hidden = name !== 'quarantine';
-  for (const v of ['notices', 'platforms', 'figures']) $(`#view-${v}`).hidden = name !== v;
+  for (const v of OWN_VIEWS) $(`#view-${v}`).hidden = name !== v;
   for (const btn of document.querySelectorAll('.view-btn')) {
     if (btn.dataset.main === name) btn.setAttribute('aria-current', 'page');
     else btn.removeAttribute('aria-current');
@@ -138,7 +166,8 @@ function showMain(name, focus) {
   }
   if (focus) {
     const heading = { work: '#queue-title', team: '#team-title', canned: '#canned-view-title', quarantine: '#quarantine-title',
-      notices: '#notices-title', platforms: '#platforms-title', figures: '#figures-title' }[name]; // prettier-ignore
+      notices: '#notices-title', platforms: '#platforms-title', figures: '#figures-title', partners: '#partners-title',
+      retention: '#retention-title' }[name]; // prettier-ignore
     $(heading).focus();
   }
 }
@@ -153,12 +182,14 @@ function teardown({ forget }) {
   if (state.mailFailures) state.mailFailures.clear();
   if (state.upcoming) state.upcoming.destroy();
   if (state.quarantine) state.quarantine.destroy();
-  for (const v of ['notices', 'platforms', 'figures']) {
+  if (state.confirmations) state.confirmations.destroy();
+  for (const v of OWN_VIEWS) {
     if (state[v]) state[v].destroy();
     $(`#view-${v}`).hidden = true;
   }
   Object.assign(state, { queue: null, panes: null, live: null, presence: null, team: null, canned: null, me: null,
-    callbacks: null, mailFailures: null, upcoming: null, quarantine: null, notices: null, platforms: null, figures: null }); // prettier-ignore
+    callbacks: null, mailFailures: null, upcoming: null, quarantine: null, notices: null, platforms: null, figures: null,
+    partners: null, retention: null, confirmations: null }); // prettier-ignore
   $('#view-quarantine').hidden = true;
   $('#views-takedown').hidden = true;
   forgetVocabulary();
@@ -173,15 +204,27 @@ function teardown({ forget }) {
   }
 }
 
-/** From the notices view: the notice's case, in a pane, on its "Notices" tab. */
-function openCase(caseId) {
+/** The supervisors' server-rendered pages (statistics, the annual report), in the console's language. */
+function reportLinks() {
+  const lang = `?lang=${currentLang()}`;
+  const year = new Date().getFullYear();
+  for (const a of document.querySelectorAll('#view-link-statistics, .figures-statistics')) a.href = `/staff/statistics${lang}`;
+  for (const [sel, y] of [['#figures-annual-last', year - 1], ['#figures-annual-this', year]]) {
+    const a = $(sel);
+    a.href = `/staff/report/${y}${lang}`;
+    a.textContent = String(y);
+  }
+}
+
+/** From the notices (or retention) view: the case, in a pane, on its "Notices" (or "Retention") tab. */
+function openCase(caseId, tab = 'notices') {
   if (!state.panes) return;
   const known = state.queue && Array.isArray(state.queue.cases) ? state.queue.cases.find((c) => c && c.id === caseId) : null;
   showMain('work', false);
   let pane = state.panes.panes.get(caseId);
   if (pane) state.panes.activate(caseId, false);
   else pane = state.panes.open(known || { id: caseId });
-  if (pane && typeof pane.showTab === 'function') pane.showTab('notices', true);
+  if (pane && typeof pane.showTab === 'function') pane.showTab(tab, true);
 }
 
 /** The session is gone (expired, idle timeout, logged out elsewhere): back to the login form. */
@@ -246,6 +289,8 @@ async function boot() {
   for (const btn of document.querySelectorAll('.view-btn')) {
     btn.addEventListener('click', () => showMain(btn.dataset.main, true));
   }
+  window.addEventListener('hashchange', () => confirmFromAddress());
+  onLangChange(() => reportLinks());
   let me = null;
   let failed = false;
   try {

@@ -1,6 +1,8 @@
 // One open case: its header (priority, status, SLA, who else has it open), triage controls and
 // the case actions (transfer, release, close); the handover note first when there is one; then
-// tabs for the conversation, the private notes and the timeline. The conversation has its own
+// tabs for the conversation, the private notes, the timeline, the removal requests and the warm
+// handovers to partner organisations (partner-handover.js), and what is purged when, with the
+// legal hold (retention.js). The conversation has its own
 // /ws/chat socket: messages in seq order exactly once, unacked sends kept and re-sent until acked.
 // A callback request shows in a panel at the top (callback.js); an e-mail case answers by mail
 // (email.js) instead of over the socket, which then only brings the case's messages in.
@@ -21,6 +23,8 @@ import { referralText } from './vocab.js';
 import { CallbackPanel } from './callback.js';
 import { EmailPanel } from './email.js';
 import { NoticesPanel } from './notices.js';
+import { PartnerHandoverPanel } from './partner-handover.js';
+import { RetentionPanel } from './retention.js';
 
 const RETRY_MS = 4000; // re-send an unacked message after this long
 const TYPING_SEND_MS = 2000; // at most one typing frame per 2 s
@@ -28,7 +32,7 @@ const TYPING_SHOW_MS = 5000; // hide the victim's typing indicator after this
 const PING_MS = 25000;
 const STALE_MS = 65000; // nothing heard for this long: the socket is dead, reconnect
 const MAX_TEXT = 4000;
-const TABS = ['conversation', 'notes', 'timeline', 'notices'];
+const TABS = ['conversation', 'notes', 'timeline', 'notices', 'handover', 'retention'];
 
 let counter = 0;
 
@@ -138,6 +142,8 @@ export class ChatPane {
     this.notes = new NotesPanel({ pane: this, hooks: { onSessionLost: sessionLost, onAdded: () => this.refreshPanels() } });
     this.timeline = new TimelinePanel({ pane: this, hooks: { onSessionLost: sessionLost } });
     this.noticesPanel = new NoticesPanel({ pane: this, hooks: { onSessionLost: sessionLost } });
+    this.partnerHandover = new PartnerHandoverPanel({ pane: this, hooks: { onSessionLost: sessionLost } });
+    this.retention = new RetentionPanel({ pane: this, hooks: { onSessionLost: sessionLost } });
     this.callback = new CallbackPanel({ pane: this,
       hooks: { onSessionLost: sessionLost, onChanged: () => this.somethingRecorded() } }); // prettier-ignore
     this.mailSlot = h('div', { class: 'mail-slot' }); // the e-mail delivery failures, once this is known to be an e-mail case
@@ -151,6 +157,8 @@ export class ChatPane {
       notes: [this.notes.el],
       timeline: [this.timeline.el],
       notices: [this.noticesPanel.el],
+      handover: [this.partnerHandover.el],
+      retention: [this.retention.el],
     };
     for (const name of TABS) {
       const tid = `pane-${n}-tab-${name}`;
@@ -250,6 +258,8 @@ export class ChatPane {
     if (name === 'notes') this.notes.load();
     if (name === 'timeline') this.timeline.load();
     if (name === 'notices') this.noticesPanel.load();
+    if (name === 'handover') this.partnerHandover.load();
+    if (name === 'retention') this.retention.load();
     if (name === 'conversation') this.refreshSeen();
     if (focus) this.tabButtons.get(name).focus();
   }
@@ -271,6 +281,14 @@ export class ChatPane {
     if (this.currentTab === 'notes') this.notes.load();
     if (this.currentTab === 'timeline') this.timeline.load();
     if (this.currentTab === 'notices') this.noticesPanel.load();
+    if (this.currentTab === 'handover') this.partnerHandover.load();
+    if (this.currentTab === 'retention') this.retention.load();
+  }
+
+  /** A handover to a partner changed (the victim answered, a colleague confirmed, it was delivered). */
+  handoversChanged() {
+    if (this.currentTab === 'handover') this.partnerHandover.load();
+    if (this.currentTab === 'timeline') this.timeline.load();
   }
 
   // --- the case ------------------------------------------------------------------------------
@@ -628,6 +646,9 @@ export class ChatPane {
       case 'evidence': // the victim added evidence: show it without a manual refresh
         this.evidence.load();
         this.refreshPanels();
+        break;
+      case 'handover': // a warm handover of this case changed (consoles also hear it on /ws/console)
+        this.handoversChanged();
         break;
       case 'email_status': // a mail's delivery changed (consoles also hear it as case_changed)
         if (this.email) this.email.load();

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from playwright.async_api import Browser, async_playwright
+
+from tests.e2e.team import serve_team
+from tests.live import LiveServer
 
 CHROMIUM = os.environ.get("HELPLINE_TEST_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -33,3 +37,11 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest.fixture
+async def team_server(settings_for: Any, sqlite_url: str) -> AsyncIterator[LiveServer]:
+    """The app on SQLite, open around the clock, with a team: agents Anouk and Bram, supervisor
+    Sanne, admin Ada (all with `tests.e2e.team.PASSWORD`)."""
+    async with serve_team(settings_for, sqlite_url) as running:
+        yield running

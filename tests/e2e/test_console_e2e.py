@@ -21,9 +21,9 @@ from helpline.staff.accounts import create_staff
 from helpline.staff.casework import PLACEHOLDERS
 from helpline.staff.models import Role
 from helpline.triage.vocabulary import CATEGORIES, FLAGS, OUTCOMES, STATUSES, Priority
+from tests.e2e.team import PASSWORD
 from tests.live import LiveServer, free_port, live_server
 
-PASSWORD = "a long staff password"
 CANNED_TITLE = "Welkom (e2e)"
 CANNED_BODY = "Hoi, ik ben {agent_name}. Je referentie is {reference}."
 NOTE = "PRIVENOTITIE-7Q: slachtoffer noemde zelfbeschadiging, niet herhalen"
