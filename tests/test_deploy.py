@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import typing
 from pathlib import Path
@@ -16,9 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
+from click import Group
 from pydantic import SecretStr
 
+from helpline.cli import main
 from helpline.core.config import ENV_PREFIX, Settings
+from helpline.core.routes import core_routes
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -391,3 +395,329 @@ def test_nginx_terminates_tls_and_redirects_http() -> None:
     assert all(path.startswith("/etc/nginx/certs/") for path in certificates)
     redirects = [args for _, name, args in directives if name == "return"]
     assert ["301", "https://$host$request_uri"] in redirects
+
+
+# --- every YAML file, and the variables they use ------------------------------------------------
+
+K8S = DEPLOY / "k8s"
+COMPOSE_MAIL = DEPLOY / "compose.mail.yaml"
+YAML_FILES = sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])
+WEB_LABELS = {"app.kubernetes.io/name": "helpline", "app.kubernetes.io/component": "web"}
+
+
+def yaml_documents(path: Path) -> list[dict[str, Any]]:
+    """The documents of a (multi-document) YAML file, without the empty ones."""
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc is not None]
+
+
+def k8s_objects() -> list[dict[str, Any]]:
+    return [doc for path in sorted(K8S.glob("*.yaml")) for doc in yaml_documents(path)]
+
+
+def k8s_object(kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in k8s_objects() if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+    return found[0]
+
+
+def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def cli_command_exists(words: list[str]) -> bool:
+    command: Any = main
+    for word in words:
+        if not isinstance(command, Group):
+            return True  # the rest are arguments
+        if word not in command.commands:
+            return False
+        command = command.commands[word]
+    return True
+
+
+def test_the_yaml_files_are_found() -> None:
+    names = {path.relative_to(DEPLOY).as_posix() for path in YAML_FILES}
+    assert {"compose.yaml", "compose.mail.yaml", "k8s/kustomization.yaml"} <= names
+    assert {"k8s/deployment.yaml", "k8s/ingress.yaml", "k8s/networkpolicy.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda path: path.relative_to(DEPLOY).as_posix())
+def test_every_yaml_file_parses(path: Path) -> None:
+    documents = yaml_documents(path)
+    assert documents, f"{path.name} holds no document"
+    assert all(isinstance(doc, dict) for doc in documents)
+    if path.parent == K8S and path.name != "kustomization.yaml":
+        for doc in documents:
+            assert {"apiVersion", "kind", "metadata"} <= set(doc), path.name
+            assert "namespace" not in doc["metadata"] or path.name.startswith("ingress-nginx")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [COMPOSE_MAIL, *sorted(K8S.glob("*.yaml")), DEPLOY / "tor" / "torrc"],
+    ids=lambda path: path.relative_to(DEPLOY).as_posix(),
+)
+def test_every_helpline_variable_of_compose_mail_and_k8s_is_a_setting(path: Path) -> None:
+    names = set(HELPLINE_VARIABLE.findall(path.read_text(encoding="utf-8")))
+    unknown = sorted(name for name in names if setting_name(name) not in Settings.model_fields)
+    assert not unknown, f"{path.name} uses variables Settings does not know: {unknown}"
+
+
+# --- compose.yaml: worker, secrets, object storage, onion --------------------------------------
+
+
+def test_background_work_runs_in_one_worker_not_in_the_web_instances(
+    compose: dict[str, Any], app_services: dict[str, dict[str, Any]]
+) -> None:
+    for name, service in app_services.items():
+        assert environment(service)["HELPLINE_RUN_WORKERS"] == "false", name
+    workers = [
+        s for s in compose["services"].values() if s.get("command") == ["helpline", "worker"]
+    ]
+    assert len(workers) == 1
+    worker = workers[0]
+    assert uses_app_image(worker)
+    assert environment(worker).get("HELPLINE_RUN_WORKERS", "true") != "false"
+    assert depends_on(worker)["migrate"] == "service_completed_successfully"
+    assert worker["healthcheck"] == {"disable": True}  # it serves no /healthz
+    assert cli_command_exists(["worker"])
+
+
+def test_the_master_key_is_a_compose_secret_file(
+    compose: dict[str, Any], app_services: dict[str, dict[str, Any]]
+) -> None:
+    assert compose["secrets"]["master_key"] == {"file": "./secrets/master.key"}
+    for name, service in compose["services"].items():
+        if not uses_app_image(service):
+            continue
+        assert service["secrets"] == ["master_key"], name
+        env = environment(service)
+        assert env["HELPLINE_MASTER_KEY_FILE"] == "/run/secrets/master_key", name
+        assert "HELPLINE_MASTER_KEY" not in env, name
+    dockerignore = DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+    assert "**/*.key" in dockerignore
+
+
+def test_evidence_goes_to_the_minio_bucket_that_setup_creates(
+    compose: dict[str, Any], app_services: dict[str, dict[str, Any]]
+) -> None:
+    services = compose["services"]
+    assert services["minio"]["image"].startswith("minio/minio:RELEASE.")
+    assert services["minio"]["networks"] == ["backend"]
+    setup = services["minio-setup"]
+    assert depends_on(setup)["minio"] == "service_healthy"
+    script = setup["command"][0]
+    for name, service in app_services.items():
+        env = environment(service)
+        assert env["HELPLINE_BLOB_BACKEND"] == "s3", name
+        assert env["HELPLINE_S3_ENDPOINT_URL"] == "http://minio:9000", name
+        bucket = env["HELPLINE_S3_BUCKET"]
+        assert f"mc mb --ignore-existing store/{bucket}" in script
+        assert f"mc admin user add store {env['HELPLINE_S3_ACCESS_KEY_ID']} " in script
+        assert env["HELPLINE_S3_SECRET_ACCESS_KEY"].startswith("${S3_SECRET_ACCESS_KEY:?")
+        assert depends_on(service)["minio-setup"] == "service_completed_successfully", name
+    policy = json.loads((DEPLOY / "minio" / "helpline-evidence.json").read_text())
+    resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
+    assert resources == {"arn:aws:s3:::helpline-evidence", "arn:aws:s3:::helpline-evidence/*"}
+
+
+def test_the_onion_service_is_optional_and_reaches_only_the_proxy(compose: dict[str, Any]) -> None:
+    onion = compose["services"]["onion"]
+    assert onion["profiles"] == ["onion"]
+    assert onion["network_mode"] == "service:proxy"
+    assert "ports" not in onion
+    assert "tor-data:/var/lib/tor" in onion["volumes"]
+    dockerfile = (DEPLOY / onion["build"]["context"] / "Dockerfile").read_text(encoding="utf-8")
+    assert "apt-get install -y --no-install-recommends tor" in dockerfile
+    assert "USER debian-tor" in dockerfile
+    torrc = (DEPLOY / "tor" / "torrc").read_text(encoding="utf-8").splitlines()
+    assert "HiddenServicePort 80 127.0.0.1:8080" in torrc
+    assert "SocksPort 0" in torrc
+    # nginx's onion server listens on loopback only, and passes websockets like the TLS one
+    onion_blocks = [
+        blocks
+        for blocks, name, args in nginx_directives()
+        if name == "listen" and args == ["127.0.0.1:8080"]
+    ]
+    assert len(onion_blocks) == 1
+    listens = [args for _, name, args in nginx_directives() if name == "listen"]
+    assert not [a for a in listens if a[0].endswith("8080") and a[0] != "127.0.0.1:8080"]
+
+
+def test_inbound_mail_listens_on_the_hosts_loopback_only() -> None:
+    mail = yaml_documents(COMPOSE_MAIL)[0]
+    smtp = mail["services"]["smtp"]
+    assert smtp["command"][:2] == ["helpline", "smtp"]
+    assert cli_command_exists(["smtp"])
+    assert smtp["ports"] == ["127.0.0.1:2525:2525"]
+    env = environment(smtp)
+    assert env["HELPLINE_MASTER_KEY_FILE"] == "/run/secrets/master_key"
+    assert "HELPLINE_MASTER_KEY" not in env
+    Settings(**{setting_name(k): COMPOSE_INTERPOLATION.sub("x", v) for k, v in env.items()})
+
+
+# --- k8s/ ------------------------------------------------------------------------------------
+
+
+def test_kustomization_lists_every_manifest_but_the_templates() -> None:
+    kustomization = yaml_documents(K8S / "kustomization.yaml")[0]
+    resources = kustomization["resources"]
+    manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    # templates: applying them would overwrite real secrets or another namespace's controller
+    templates = {"secret.yaml", "ingress-nginx-controller.yaml"}
+    assert set(resources) == manifests - templates
+    assert "namespace" not in kustomization
+    assert [image["name"] for image in kustomization["images"]] == ["helpline"]
+
+
+def pod_specs() -> dict[str, dict[str, Any]]:
+    """kind/name -> pod spec of every workload."""
+    specs = {}
+    for obj in k8s_objects():
+        if obj["kind"] in ("Deployment", "Job"):
+            specs[f"{obj['kind']}/{obj['metadata']['name']}"] = obj["spec"]["template"]["spec"]
+    return specs
+
+
+def test_every_pod_runs_non_root_on_a_read_only_root_filesystem() -> None:
+    specs = pod_specs()
+    assert set(specs) == {
+        "Deployment/helpline-web",
+        "Deployment/helpline-worker",
+        "Job/helpline-migrate",
+    }
+    for name, spec in specs.items():
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True, name
+        assert pod["runAsUser"] not in (0, None) and pod["runAsGroup"] != 0, name
+        assert spec["automountServiceAccountToken"] is False, name
+        for container in spec["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            assert container["image"] == "helpline", name
+            assert {"configMapRef": {"name": "helpline-config"}} in container["envFrom"], name
+            assert {"secretRef": {"name": "helpline-secrets"}} in container["envFrom"], name
+            mounts = {m["mountPath"] for m in container["volumeMounts"]}
+            assert "/tmp" in mounts, name
+            tmp = next(v for v in spec["volumes"] if v["name"] == "tmp")
+            assert tmp["emptyDir"]["medium"] == "Memory", "spooled uploads stay off the disk"
+
+
+def test_the_web_deployment_is_replicated_and_probed_on_the_health_endpoints() -> None:
+    web = k8s_object("Deployment", "helpline-web")
+    assert web["spec"]["replicas"] >= 2
+    assert web["spec"]["selector"]["matchLabels"] == WEB_LABELS
+    template = web["spec"]["template"]
+    assert selects(WEB_LABELS, template["metadata"]["labels"])
+    (container,) = template["spec"]["containers"]
+    assert container["command"][:2] == ["helpline", "serve"]
+    assert {"name": "HELPLINE_RUN_WORKERS", "value": "false"} in container["env"]
+    paths = {getattr(r, "path", None) for r in core_routes()}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert {"/healthz", "/readyz"} <= paths
+    assert container["ports"] == [{"name": "http", "containerPort": 8000}]
+    worker = k8s_object("Deployment", "helpline-worker")
+    assert worker["spec"]["template"]["spec"]["containers"][0]["command"] == ["helpline", "worker"]
+    job = k8s_object("Job", "helpline-migrate")
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["helpline", "migrate"]
+    for words in (["serve"], ["worker"], ["migrate"]):
+        assert cli_command_exists(words)
+
+
+def test_service_and_ingress_reach_the_web_pods_with_websocket_timeouts() -> None:
+    service = k8s_object("Service", "helpline")
+    assert service["spec"]["selector"] == WEB_LABELS
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    ingress = k8s_object("Ingress", "helpline")
+    annotations = ingress["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert int(annotations[prefix + "proxy-read-timeout"]) >= 600
+    assert int(annotations[prefix + "proxy-send-timeout"]) >= 600
+    assert annotations[prefix + "enable-access-log"] == "false"
+    assert annotations[prefix + "proxy-request-buffering"] == "off"
+    # snippets could set or log anything, forwarded headers would carry the client address
+    assert not [a for a in annotations if "snippet" in a or "forwarded" in a or "real-ip" in a]
+    assert ingress["spec"]["tls"]
+    backends = [
+        path["backend"]["service"]["name"]
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    ]
+    assert backends == ["helpline"]
+    controller = yaml_documents(K8S / "ingress-nginx-controller.yaml")[0]["data"]
+    assert controller["error-log-level"] in ("alert", "emerg")
+    assert controller["use-forwarded-headers"] == "false"
+    leaked = set(re.findall(r"\$\w+", controller["log-format-upstream"])) & IDENTIFYING_VARIABLES
+    assert not leaked
+
+
+def test_the_secret_template_holds_no_real_key() -> None:
+    secret = yaml_documents(K8S / "secret.yaml")[0]
+    assert secret["kind"] == "Secret"
+    values = secret["stringData"]
+    for name, value in values.items():
+        assert setting_name(name) in Settings.model_fields, name
+        assert "REPLACE_ME" in value, f"{name} must be a clear placeholder"
+    try:
+        key = base64.b64decode(values["HELPLINE_MASTER_KEY"], validate=True)
+    except binascii.Error:
+        key = b""
+    assert len(key) != 32
+    # the master key and other secrets never sit in the ConfigMap
+    config = k8s_object("ConfigMap", "helpline-config")["data"]
+    assert not set(config) & secret_variables()
+    assert not set(config) & set(values)
+    Settings(**{setting_name(k): v for k, v in config.items()})
+
+
+def test_pdb_hpa_and_network_policies_select_the_app() -> None:
+    web_labels = k8s_object("Deployment", "helpline-web")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = [
+        obj["spec"]["template"]["metadata"]["labels"]
+        for obj in k8s_objects()
+        if obj["kind"] in ("Deployment", "Job")
+    ]
+    pdb = k8s_object("PodDisruptionBudget", "helpline-web")
+    assert selects(pdb["spec"]["selector"]["matchLabels"], web_labels)
+    assert pdb["spec"]["minAvailable"] >= 1
+    hpa = k8s_object("HorizontalPodAutoscaler", "helpline-web")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "helpline-web",
+    }
+    assert hpa["spec"]["minReplicas"] >= 2
+    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
+
+    policies = [o for o in k8s_objects() if o["kind"] == "NetworkPolicy"]
+    deny = k8s_object("NetworkPolicy", "helpline-deny-ingress")["spec"]
+    assert deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
+    assert all(selects(deny["podSelector"]["matchLabels"], labels) for labels in pod_labels)
+    # the only way in: the ingress controller, to the web pods
+    allowed = [p["spec"] for p in policies if p["spec"].get("ingress")]
+    assert len(allowed) == 1
+    assert selects(allowed[0]["podSelector"]["matchLabels"], web_labels)
+    (rule,) = allowed[0]["ingress"]
+    (peer,) = rule["from"]
+    assert peer["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
+    # the way out, for every Helpline pod
+    egress = k8s_object("NetworkPolicy", "helpline-egress")["spec"]
+    assert egress["policyTypes"] == ["Egress"]
+    assert all(selects(egress["podSelector"]["matchLabels"], labels) for labels in pod_labels)
+    ports = {port["port"] for rule in egress["egress"] for port in rule["ports"]}
+    assert {53, 5432, 6379, 587, 443} <= ports
+    assert ports <= {53, 5432, 6379, 9000, 25, 465, 587, 443, 80}
+    public = [
+        block["ipBlock"]
+        for rule in egress["egress"]
+        for block in rule["to"]
+        if "ipBlock" in block and 443 in {p["port"] for p in rule["ports"]}
+    ]
+    assert public and all("10.0.0.0/8" in b["except"] for b in public if b["cidr"] == "0.0.0.0/0")

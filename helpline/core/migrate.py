@@ -8,9 +8,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from helpline.core.db import Database
+
+# the advisory lock that migrations take on PostgreSQL ("helpline" in ASCII, as a bigint)
+MIGRATION_LOCK = int.from_bytes(b"helpline", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -32,6 +36,13 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
     async with db.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Several processes may migrate at once (a deploy's migrate job, an operator, each
+            # pod of a rollout): one at a time, and the next finds the schema current. The lock
+            # ends with this transaction. (SQLite serialises writers by itself.)
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+            )
         await connection.run_sync(run)
 
 

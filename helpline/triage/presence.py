@@ -6,7 +6,9 @@ one `PresenceRegistry`, subscribed to that channel once, that remembers the last
 of every console connection anywhere. An entry not refreshed within `EXPIRY` has gone (its
 instance died, or the console stopped beating); a staff member is online while any of their
 connections is. Times are read from the injected clock when an announcement arrives, so no two
-instances' clocks are compared.
+instances' clocks are compared. A registry that starts (a new or restarted instance) asks on
+the channel for everyone's presence (`presence_sync`), and every instance announces its own
+consoles again at once, so the newcomer does not show an empty console until the next beat.
 
 The registry hands its consoles one `presence` frame per staff member whose state changed:
 `{"type": "presence", "staff": {"id", "name"}, "viewing": [...], "online": bool}`.
@@ -29,6 +31,7 @@ from helpline.core.services import Services
 log = logging.getLogger("helpline.triage.presence")
 
 PRESENCE_CHANNEL = "presence"
+SYNC = {"type": "presence_sync"}
 EXPIRY = timedelta(seconds=45)
 SWEEP_SECONDS = 1.0  # how often expired entries are looked for (a dict walk: cheap)
 MAX_VIEWING = 50
@@ -68,6 +71,7 @@ class PresenceRegistry:
         self.expiry = expiry
         self.sweep_seconds = sweep_seconds
         self._entries: dict[str, _Entry] = {}  # by console connection id
+        self._local: dict[str, Frame] = {}  # this instance's consoles: their last announcement
         self._listeners: set[asyncio.Queue[Frame]] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -81,6 +85,8 @@ class PresenceRegistry:
         if not waiting.done():
             waiting.cancel()
             self._task.result()  # the listener died before subscribing: say why
+        # subscribed: whatever the others announce from now on reaches us
+        await self.bus.publish(PRESENCE_CHANNEL, SYNC)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -99,7 +105,10 @@ class PresenceRegistry:
                     pass
                 else:
                     try:
-                        self.apply(message)
+                        if message.get("type") == SYNC["type"]:
+                            await self._announce_local()
+                        else:
+                            self.apply(message)
                     except Exception:  # one odd message must not end presence for everyone
                         log.exception("presence message dropped")
                 self.sweep()
@@ -115,16 +124,23 @@ class PresenceRegistry:
         online: bool = True,
     ) -> bool:
         """Tell every instance what this console connection has open (or that it closed)."""
-        return await self.bus.publish(
-            PRESENCE_CHANNEL,
-            {
-                "type": "presence",
-                "connection": connection_id,
-                "staff": {"id": staff["id"], "name": staff["name"]},
-                "viewing": list(viewing) if online else [],
-                "online": online,
-            },
-        )
+        message = {
+            "type": "presence",
+            "connection": connection_id,
+            "staff": {"id": staff["id"], "name": staff["name"]},
+            "viewing": list(viewing) if online else [],
+            "online": online,
+        }
+        if online:
+            self._local[connection_id] = message
+        else:
+            self._local.pop(connection_id, None)
+        return await self.bus.publish(PRESENCE_CHANNEL, message)
+
+    async def _announce_local(self) -> None:
+        """Announce this instance's consoles again (another instance has just started)."""
+        for message in list(self._local.values()):
+            await self.bus.publish(PRESENCE_CHANNEL, message)
 
     # ------------------------------------------------------------ keeping track
 
