@@ -23,6 +23,7 @@ from helpline.core.audit import Cut, count_lines, newest_cut, record, verify
 from helpline.core.clock import SystemClock
 from helpline.core.config import ConfigError, Settings, load_settings
 from helpline.core.crypto import (
+    DecryptionError,
     Keyring,
     MasterKeys,
     ensure_signing_key,
@@ -70,6 +71,8 @@ def handle_errors(function: Callable[..., T]) -> Callable[..., T]:
             fail(str(exc), 2)
         except HelplineError as exc:
             fail(exc.message)
+        except DecryptionError as exc:  # e.g. another master key than the one the data has
+            fail(f"{exc} (is HELPLINE_MASTER_KEY / the key file the one this data was made with?)")
         raise AssertionError("unreachable")
 
     return wrapper

@@ -235,3 +235,13 @@ def test_a_new_database_gets_the_default_canned_responses_once(demo_dir: Path) -
         connection.execute("DELETE FROM canned_responses")
     assert helpline(["migrate"], demo_dir).returncode == 0
     assert canned() == []
+
+
+def test_another_master_key_than_the_datas_is_one_clear_line(demo_dir: Path) -> None:
+    (demo_dir / "master.key").rename(demo_dir / "master.key.real")
+    helpline(["keys", "init"], demo_dir)  # a different key (it says so already, see below)
+    assert (demo_dir / "master.key").read_text() != (demo_dir / "master.key.real").read_text()
+    for command in (["migrate"], ["purge", "--dry-run"]):
+        result = helpline(command, demo_dir)
+        assert result.returncode == 1, (command, result.stderr)
+        assert "is not loaded" in result.stderr and "Traceback" not in result.stderr
