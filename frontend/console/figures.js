@@ -18,6 +18,15 @@ function day(d) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }
 
+/** The date (YYYY-MM-DD) of an ISO moment in the helpline's time zone, as the server counts. */
+function dayIn(iso, timeZone) {
+  try {
+    return new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date(iso));
+  } catch {
+    return day(new Date(iso));
+  }
+}
+
 function locale() {
   return currentLang() === 'en' ? 'en-GB' : 'nl-NL';
 }
@@ -45,9 +54,13 @@ export class FiguresView {
     this.to = $('#figures-to');
     this.msg = $('#figures-msg');
     this.out = $('#figures-out');
+    // until the first answer, the browser's dates; the first load asks for the server's
+    // default period (the last 30 days up to now) and shows its dates in the helpline's time
+    // zone, which is how the server reads them (a browser elsewhere would be a day off)
     const now = new Date();
     this.to.value = day(now);
     this.from.value = day(new Date(now.getTime() - 30 * 86400000));
+    this.serverDefault = true;
     $('#figures-form').onsubmit = (e) => {
       e.preventDefault();
       this.load();
@@ -157,13 +170,20 @@ export class FiguresView {
       this.say('figures.bad_period', undefined, 'error');
       return;
     }
-    const query = `from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
+    let query = `from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`;
+    if (this.serverDefault) query = '';
     this.el.setAttribute('aria-busy', 'true');
     try {
-      const r = await api('GET', `${BASE}/figures?${query}`);
+      const r = await api('GET', `${BASE}/figures${query ? `?${query}` : ''}`);
+      const period = (r && r.period) || null;
+      if (this.serverDefault && period && period.from && period.to) {
+        this.from.value = dayIn(period.from, period.timezone);
+        this.to.value = dayIn(period.to, period.timezone);
+      }
+      this.serverDefault = false;
       this.loaded = true;
       this.msg.hidden = true;
-      this.render(r || {}, query, Number(to.slice(0, 4)));
+      this.render(r || {}, query, Number(this.to.value.slice(0, 4)));
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) {
         this.hooks.onSessionLost();
