@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -66,6 +68,13 @@ async def server(settings_for: Any, sqlite_url: str) -> AsyncIterator[LiveServer
         yield running
 
 
+def a_zone_on_another_day(zone: str = "Europe/Amsterdam") -> str:
+    """A time zone whose date is not `zone`'s right now (12–13 hours behind before noon there,
+    13–14 ahead after), for a browser: a page that took the browser's date for the
+    helpline's would show another day."""
+    return "Pacific/Pago_Pago" if datetime.now(ZoneInfo(zone)).hour < 12 else "Pacific/Kiritimati"
+
+
 def url_row(notice: Locator, url: str) -> Locator:
     return notice.locator(".notice-url").filter(
         has=notice.page.locator(f".notice-url-text:text-is('{url}')")
@@ -77,7 +86,8 @@ async def test_agent_sends_a_removal_request_and_sees_the_platform_remove_it(
 ) -> None:
     errors: list[str] = []
     EVIDENCE_URL = f"{server.url}/?post=4711"  # noqa: N806
-    admin_context = await browser.new_context(viewport=LAPTOP)
+    # the admin's browser is on another day than the helpline (Europe/Amsterdam, the default)
+    admin_context = await browser.new_context(viewport=LAPTOP, timezone_id=a_zone_on_another_day())
     agent_context = await browser.new_context(viewport=LAPTOP)
     victim_context = await browser.new_context(viewport={"width": 390, "height": 800})
     platform_context = await browser.new_context(viewport=LAPTOP)
@@ -276,6 +286,9 @@ async def test_agent_sends_a_removal_request_and_sees_the_platform_remove_it(
         await admin.click("#view-btn-figures")
         overall = admin.locator("#figures-out .figures-overall")
         await expect(overall.locator(".figures-sent")).to_have_text("1")
+        # the period's dates are the helpline's, whatever day the browser thinks it is
+        today = datetime.now(ZoneInfo("Europe/Amsterdam")).date().isoformat()
+        await expect(admin.locator("#figures-to")).to_have_value(today)
         await expect(overall.locator(".figures-honour")).to_contain_text("100")
         charts = admin.locator("#figures-out img")
         await expect(charts).to_have_count(4)
