@@ -22,7 +22,8 @@ let counter = 0;
 
 // --- shared pieces (also used by partners.js) --------------------------------------------------
 
-function label(prefix, code) {
+/** The i18n label of a code (`prefix.code`), or the code itself when there is none. */
+export function label(prefix, code) {
   const key = `${prefix}.${code}`;
   return has(key) ? h('span', { i18n: key }) : h('span', { text: String(code ?? '') });
 }

@@ -4,10 +4,10 @@
 // pastes the fingerprint the partner read back, and only a confirmed key can receive a packet.
 // Supervisors also see the figures: handovers per partner and per kind of partner, counts only.
 import { api, ApiError } from './api.js';
-import { setT, has } from './strings.js';
+import { setT } from './strings.js';
 import { $, h, formatClock } from './dom.js';
 import { errorKey } from './dialogs.js';
-import { KINDS, STATUSES, kindLabel } from './partner-handover.js';
+import { KINDS, STATUSES, kindLabel, label } from './partner-handover.js';
 
 const BASE = '/api/staff/partners';
 const FIGURES = '/api/staff/handovers/figures';
@@ -15,11 +15,6 @@ const TEXT_FIELDS = ['name', 'contact_email', 'contact_phone', 'website'];
 const REQUIRED = new Set(['name', 'contact_email']);
 const RECIPIENT = /^age1\S{10,}$/i; // the server checks it in full (400 invalid_recipient)
 let counter = 0;
-
-function label(prefix, code) {
-  const key = `${prefix}.${code}`;
-  return has(key) ? h('span', { i18n: key }) : h('span', { text: String(code ?? '') });
-}
 
 function languagesText(v) {
   if (Array.isArray(v)) return v.join(', ');

@@ -98,11 +98,17 @@ class PacketGone(Conflict):
 async def announce(found: Services, case_id: str | None) -> None:
     """After a commit: the case's chat (victim and staff) and the consoles fetch again, as
     `routes_staff.announce` does for a request. The bus is a doorbell: never raises."""
+    for where, message in changed(case_id):
+        await found.bus.publish(where, message)
+
+
+def changed(case_id: str | None) -> list[tuple[str, dict[str, str]]]:
+    """Where a change of one of the case's handovers is announced, and with what: the case's
+    chat channel (victim and staff) and the consoles'. Nothing for a case that is gone."""
     if case_id is None:
-        return
+        return []
     message = {"type": "handover", "case_id": case_id}
-    await found.bus.publish(channel(case_id), message)
-    await found.bus.publish(CONSOLE_CHANNEL, message)
+    return [(channel(case_id), message), (CONSOLE_CHANNEL, message)]
 
 
 # ---------------------------------------------------------------- links

@@ -24,15 +24,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute
 
-from helpline.cases.service import channel
 from helpline.core.audit import record
 from helpline.core.clock import as_utc
 from helpline.core.http import PUBLIC, publish_after_commit, route, services
-from helpline.handover import packet, state
+from helpline.handover import delivery, packet, state
 from helpline.handover.delivery import token_hash
 from helpline.handover.models import Handover, HandoverLink, handover_scope
 from helpline.handover.states import HandoverStatus
-from helpline.triage.service import CONSOLE_CHANNEL
 
 PATH = "/handover/{token}"
 _TOKEN = re.compile(r"[0-9a-f]{32}")
@@ -111,10 +109,8 @@ async def download(request: Request) -> Response:
     session = request.state.session
     link.used_at = found.clock.now()
     await state.move(session, found.clock, handover, HandoverStatus.downloaded, actor="partner")
-    if handover.case_id is not None:  # the chat card and the consoles say "received" at once
-        message = {"type": "handover", "case_id": handover.case_id}
-        publish_after_commit(request, channel(handover.case_id), message)
-        publish_after_commit(request, CONSOLE_CHANNEL, message)
+    for where, message in delivery.changed(handover.case_id):  # "received", at once
+        publish_after_commit(request, where, message)
     await record(
         session,
         found.clock,

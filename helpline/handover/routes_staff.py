@@ -18,7 +18,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from helpline.cases.models import Case
-from helpline.cases.service import channel
 from helpline.core.audit import record
 from helpline.core.errors import Forbidden, NotFound
 from helpline.core.http import (
@@ -29,13 +28,12 @@ from helpline.core.http import (
     route,
     services,
 )
-from helpline.handover import consent, partners, service
+from helpline.handover import consent, delivery, partners, service
 from helpline.handover.models import Handover
 from helpline.handover.states import ConsentDecision, ConsentMethod
 from helpline.staff.auth import staff
 from helpline.staff.console import case_for_staff, is_supervisor, staff_names
 from helpline.staff.models import Role
-from helpline.triage.service import CONSOLE_CHANNEL
 
 AGENT = staff(Role.agent)
 SUPERVISOR = staff(Role.supervisor)
@@ -49,11 +47,8 @@ def _staff_id(request: Request) -> str:
 
 def announce(request: Request, case_id: str | None) -> None:
     """After the commit: the chat (victim and staff) and the consoles fetch again."""
-    if case_id is None:
-        return
-    message = {"type": "handover", "case_id": case_id}
-    publish_after_commit(request, channel(case_id), message)
-    publish_after_commit(request, CONSOLE_CHANNEL, message)
+    for where, message in delivery.changed(case_id):
+        publish_after_commit(request, where, message)
 
 
 # ---------------------------------------------------------------- partners
